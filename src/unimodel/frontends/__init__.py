@@ -1,0 +1,1 @@
+"""Wire codecs: decode a wire request into the canonical form, encode results, streams and errors back."""

@@ -1,0 +1,126 @@
+"""The Bytez `/models/v2` surface: both body shapes in, the `{error, output, provider}` envelope or raw text out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
+
+from ..protocol import (
+    ChatRequest,
+    ChatResult,
+    InvalidRequest,
+    Message,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    UnimodelError,
+)
+from .wire import (
+    ChatParams,
+    WireMessage,
+    invalid_request,
+    to_generation_params,
+    to_messages,
+    to_response_format,
+    to_tool_choice,
+    to_tools,
+)
+
+# Hugging Face `generate` names and other aliases, translated to the canonical (OpenAI) names.
+PARAM_ALIASES = {
+    "max_new_tokens": "max_tokens",
+    "stop_sequences": "stop",
+    "num_return_sequences": "n",
+}
+
+
+class RunRequest(BaseModel):
+    """A run body: the SDK shape (`input`) or the HTTP shape (`messages`/`text` at the top level)."""
+
+    model_config = ConfigDict(extra="allow", title="RunRequest")
+
+    input: str | list[WireMessage] | dict[str, Any] | None = None
+    messages: list[WireMessage] | None = None
+    text: str | None = None
+    params: dict[str, Any] | None = None
+    stream: bool = False
+    json_: bool | None = Field(default=None, alias="json")
+
+
+def decode_chat(body: bytes, model: str) -> ChatRequest:
+    """A v2 run body for a chat model, as the canonical request."""
+    try:
+        wire = RunRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    messages = _messages(wire)
+    params = dict(wire.params or {})
+    for alias, name in PARAM_ALIASES.items():
+        if alias in params:
+            if name in params:
+                raise InvalidRequest(f"params: give '{alias}' or '{name}', not both.", param=f"params.{alias}")
+            params[name] = params.pop(alias)
+    try:
+        p = ChatParams.model_validate(params)
+    except ValidationError as exc:
+        raise invalid_request(exc, prefix="params") from None
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        params=to_generation_params(p),
+        tools=to_tools(p),
+        tool_choice=to_tool_choice(p),
+        response_format=to_response_format(p),
+        stream=wire.stream,
+        extra=dict(p.model_extra or {}),
+    )
+
+
+def _messages(wire: RunRequest) -> tuple[Message, ...]:
+    source = wire.input if wire.input is not None else (wire.messages if wire.messages is not None else wire.text)
+    if source is None:
+        raise InvalidRequest(
+            "The body needs the model's input: 'input' (a string or a messages array), 'messages' or 'text'.",
+            param="input",
+        )
+    if isinstance(source, str):
+        if not source:
+            raise InvalidRequest("'input' must not be empty.", param="input")
+        return (Message("user", (TextPart(source),)),)
+    if isinstance(source, dict):
+        text = source.get("text")
+        if isinstance(text, str) and text:
+            return (Message("user", (TextPart(text),)),)
+        raise InvalidRequest("A chat model takes 'input' as a string or a messages array.", param="input")
+    return to_messages(source)
+
+
+def encode_result(result: ChatResult) -> bytes:
+    output: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        output["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ]
+    if result.reasoning:
+        output["reasoning"] = result.reasoning
+    return to_json({"error": None, "output": output, "provider": result.raw})
+
+
+def error_body(error: UnimodelError) -> dict[str, Any]:
+    return {"error": error.message, "output": None, "code": error.code}
+
+
+async def encode_stream(events: AsyncIterator[StreamEvent], on_error: Any) -> AsyncIterator[bytes]:
+    """Raw UTF-8 text chunks. An error after the first byte can only end the stream: `on_error` logs it."""
+    async for event in events:
+        if isinstance(event, TextDelta):
+            if event.text:
+                yield event.text.encode()
+        elif isinstance(event, StreamError):
+            on_error(event.error)
+            return

@@ -1,0 +1,233 @@
+"""The OpenAI-compatible surface: chat completions in, `chat.completion` JSON or SSE chunks out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
+
+from ..protocol import (
+    ChatRequest,
+    ChatResult,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    StreamError,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    UnimodelError,
+    Usage,
+    UsageEvent,
+)
+from .wire import (
+    ChatParams,
+    WireMessage,
+    invalid_request,
+    to_generation_params,
+    to_messages,
+    to_response_format,
+    to_tool_choice,
+    to_tools,
+)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(ChatParams):
+    model_config = ConfigDict(extra="allow", title="ChatCompletionRequest")
+
+    model: str = Field(min_length=1)
+    messages: list[WireMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class DecodedChat:
+    model_id: str
+    request: ChatRequest
+    include_usage: bool
+
+
+def decode_chat(body: bytes) -> DecodedChat:
+    """Validate an OpenAI chat completions body and build the canonical request (with the full model id)."""
+    try:
+        wire = ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    if wire.stream_options is not None and not wire.stream:
+        raise InvalidStreamOptions()
+    request = ChatRequest(
+        model=wire.model,
+        messages=to_messages(wire.messages),
+        params=to_generation_params(wire),
+        tools=to_tools(wire),
+        tool_choice=to_tool_choice(wire),
+        response_format=to_response_format(wire),
+        stream=wire.stream,
+        extra=dict(wire.model_extra or {}),
+    )
+    include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
+    return DecodedChat(model_id=wire.model, request=request, include_usage=include_usage)
+
+
+class InvalidStreamOptions(UnimodelError):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self) -> None:
+        super().__init__("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+
+
+_OPENAI_FINISH: dict[FinishReason, str] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "stop",
+    "other": "stop",
+}
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_input_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_input_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
+
+
+def encode_result(result: ChatResult, model_id: str) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    if result.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ]
+    return to_json(
+        {
+            "id": _completion_id(result.id),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": _OPENAI_FINISH[result.finish_reason],
+                }
+            ],
+            "usage": usage_json(result.usage),
+        }
+    )
+
+
+async def encode_stream(events: AsyncIterator[StreamEvent], model_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+    """SSE `chat.completion.chunk` lines ending in `data: [DONE]`; an error mid-stream ends it with an error."""
+    created = int(time.time())
+    completion_id = _completion_id("")
+    extra: dict[str, Any] = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+        return b"data: " + to_json(body) + b"\n\n"
+
+    usage: Usage | None = None
+    sent_role = False
+    async for event in events:
+        if isinstance(event, StreamStart):
+            if event.id:
+                completion_id = _completion_id(event.id)
+            yield chunk({"role": "assistant", "content": ""})
+            sent_role = True
+            continue
+        if not sent_role:
+            yield chunk({"role": "assistant", "content": ""})
+            sent_role = True
+        if isinstance(event, TextDelta):
+            yield chunk({"content": event.text})
+        elif isinstance(event, ToolCallDelta):
+            call: dict[str, Any] = {"index": event.index}
+            if event.id is not None:
+                call["id"] = event.id
+                call["type"] = "function"
+            fn: dict[str, Any] = {"arguments": event.arguments}
+            if event.name is not None:
+                fn["name"] = event.name
+            call["function"] = fn
+            yield chunk({"tool_calls": [call]})
+        elif isinstance(event, ReasoningDelta):
+            if event.text:
+                yield chunk({"reasoning_content": event.text})
+        elif isinstance(event, UsageEvent):
+            usage = event.usage
+        elif isinstance(event, Finish):
+            yield chunk({}, _OPENAI_FINISH[event.reason])
+        elif isinstance(event, StreamError):
+            yield b"data: " + to_json(error_body(event.error)) + b"\n\n"
+            return
+    if include_usage:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": [],
+            "usage": usage_json(usage or Usage()),
+        }
+        yield b"data: " + to_json(body) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(error: UnimodelError) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+
+
+def encode_models(model_ids: list[str]) -> bytes:
+    return to_json(
+        {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": m.split("/", 1)[0]} for m in model_ids],
+        }
+    )
+
+
+def _completion_id(upstream_id: str) -> str:
+    if upstream_id.startswith("chatcmpl-"):
+        return upstream_id
+    return "chatcmpl-" + (upstream_id or uuid.uuid4().hex)

@@ -1,0 +1,55 @@
+"""The ASGI app: wires the frontends' routes to the gateway service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from pydantic_core import to_json
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .. import __version__
+from ..config import Settings
+from . import routes_openai, routes_v2
+from .http import json_response
+from .openapi import build_openapi
+from .service import Gateway
+
+
+def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """The unimodel server. `transport` replaces the upstream HTTP transport (tests use it for fakes)."""
+    gateway = Gateway(settings, transport)
+    openapi = to_json(build_openapi())
+
+    async def index(request: Request) -> Response:
+        return json_response(
+            to_json({"name": "unimodel", "version": __version__, "openapi": "/openapi.json", "api": "/models/v2/"})
+        )
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(openapi)
+
+    async def healthz(request: Request) -> Response:
+        return json_response(b'{"status":"ok"}')
+
+    routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", healthz, methods=["GET"]),
+        *routes_openai.routes(gateway),
+        *routes_v2.routes(gateway),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,144 @@
+"""The server's OpenAPI document, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from .. import __version__
+from ..frontends.bytez_v2 import RunRequest
+from ..frontends.openai_compat import ChatCompletionRequest
+from .routes_openai import PREFIXES
+
+_REF = "#/components/schemas/{model}"
+
+V2_ENVELOPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "output"],
+    "properties": {
+        "error": {"type": ["string", "null"]},
+        "output": {},
+        "provider": {},
+        "code": {"type": "string"},
+    },
+}
+OPENAI_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _responses(ok: dict[str, Any], error_ref: str, statuses: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": ok}
+    for status in statuses:
+        out[str(status)] = {
+            "description": "An error; the body says what to change.",
+            "content": {"application/json": {"schema": {"$ref": error_ref}}},
+        }
+    return out
+
+
+def build_openapi() -> dict[str, Any]:
+    _, defs = models_json_schema([(RunRequest, "validation"), (ChatCompletionRequest, "validation")], ref_template=_REF)
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["V2Envelope"] = V2_ENVELOPE
+    schemas["OpenAIError"] = OPENAI_ERROR
+    run_errors = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+    v2_env = "#/components/schemas/V2Envelope"
+    oai_err = "#/components/schemas/OpenAIError"
+    paths: dict[str, Any] = {
+        "/models/v2/{modelId}": {
+            "post": {
+                "summary": "Run a model",
+                "operationId": "runModel",
+                "parameters": [
+                    {"name": "modelId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "provider-key", "in": "header", "required": False, "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}},
+                },
+                "responses": _responses(
+                    {
+                        "description": "The `{error, output, provider}` envelope, or raw text when streaming.",
+                        "content": {"application/json": {"schema": {"$ref": v2_env}}, "text/plain": {}},
+                    },
+                    v2_env,
+                    run_errors,
+                ),
+            }
+        },
+        "/models/v2/list/models": {
+            "get": {
+                "summary": "List models",
+                "operationId": "listModels",
+                "parameters": [
+                    {"name": "task", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "modelId", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": _responses(
+                    {"description": "Catalog", "content": {"application/json": {"schema": {"$ref": v2_env}}}},
+                    v2_env,
+                    (),
+                ),
+            }
+        },
+        "/models/v2/list/tasks": {
+            "get": {
+                "summary": "List tasks",
+                "operationId": "listTasks",
+                "responses": _responses(
+                    {"description": "Tasks", "content": {"application/json": {"schema": {"$ref": v2_env}}}}, v2_env, ()
+                ),
+            }
+        },
+    }
+    for prefix in PREFIXES:
+        tag = prefix.strip("/").replace("/", "_")
+        paths[f"{prefix}/chat/completions"] = {
+            "post": {
+                "summary": "OpenAI-compatible chat completions",
+                "operationId": f"chatCompletions_{tag}",
+                "parameters": [
+                    {"name": "provider-key", "in": "header", "required": False, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
+                },
+                "responses": _responses(
+                    {
+                        "description": "A chat.completion object, or SSE chat.completion.chunk events when streaming.",
+                        "content": {"application/json": {}, "text/event-stream": {}},
+                    },
+                    oai_err,
+                    run_errors,
+                ),
+            }
+        }
+        paths[f"{prefix}/models"] = {
+            "get": {
+                "summary": "OpenAI-compatible model list",
+                "operationId": f"listModels_{tag}",
+                "responses": {"200": {"description": "Models", "content": {"application/json": {}}}},
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "unimodel", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

@@ -1,0 +1,52 @@
+"""The gateway's backend side: one pooled client per provider, the catalog, and provider-key resolution."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+
+import httpx
+
+from ..config import Settings
+from ..protocol import AuthenticationError, ChatRequest, ChatResult, StreamEvent
+from ..providers import ProviderClient, create_adapter
+from .catalog import Catalog, Route
+
+
+class Gateway:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.catalog = Catalog()
+        self._transport = transport
+        self._clients: dict[str, ProviderClient] = {}
+
+    def client(self, provider: str) -> ProviderClient:
+        client = self._clients.get(provider)
+        if client is None:
+            adapter = create_adapter(provider, self.settings.provider(provider))
+            client = self._clients[provider] = ProviderClient(adapter, self._transport)
+        return client
+
+    def provider_key(self, route: Route, headers: Mapping[str, str]) -> str:
+        """The caller's `provider-key` header, else the server-held key, else a 401 saying what to send."""
+        key = headers.get("provider-key")
+        if key:
+            return key
+        configured = self.settings.provider(route.provider).api_key
+        if configured is not None and configured.get_secret_value():
+            return configured.get_secret_value()
+        raise AuthenticationError(
+            f"No key for provider '{route.provider}': send your {route.provider} API key in the 'provider-key' "
+            f"header, or set api_key under [providers.{route.provider}] in the server config.",
+            code="missing_provider_key",
+        )
+
+    async def complete(self, route: Route, request: ChatRequest, api_key: str) -> ChatResult:
+        return await self.client(route.provider).complete(request, api_key)
+
+    async def stream(self, route: Route, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
+        return await self.client(route.provider).stream(request, api_key)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

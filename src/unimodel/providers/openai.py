@@ -1,0 +1,280 @@
+"""OpenAI chat completions — and the base every OpenAI-compatible vendor reuses."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic_core import from_json
+
+from ..protocol import (
+    ChatRequest,
+    ChatResult,
+    Finish,
+    FinishReason,
+    ImagePart,
+    Message,
+    ReasoningDelta,
+    ResponseFormat,
+    StreamError,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
+from .content import image_url
+from .params import Param, ParamTable, Unsupported, apply_params, passthrough
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+OPENAI_PARAMS: ParamTable = {
+    "max_tokens": Param("max_completion_tokens", minimum=1),
+    "temperature": Param("temperature", minimum=0, maximum=2),
+    "top_p": Param("top_p", minimum=0, maximum=1),
+    "top_k": Unsupported("OpenAI has no top_k; use top_p or temperature"),
+    "stop": Param("stop", transform=list),
+    "seed": Param("seed"),
+    "presence_penalty": Param("presence_penalty", minimum=-2, maximum=2),
+    "frequency_penalty": Param("frequency_penalty", minimum=-2, maximum=2),
+    "n": Param("n", minimum=1, maximum=1),
+    "logprobs": Param("logprobs"),
+    "top_logprobs": Param("top_logprobs", minimum=0, maximum=20),
+    "parallel_tool_calls": Param("parallel_tool_calls"),
+    "user": Param("user"),
+    **passthrough(
+        "logit_bias",
+        "service_tier",
+        "store",
+        "metadata",
+        "reasoning_effort",
+        "verbosity",
+        "modalities",
+        "audio",
+        "prediction",
+        "web_search_options",
+        "safety_identifier",
+        "prompt_cache_key",
+    ),
+}
+
+
+def finish_reason(raw: str | None) -> FinishReason:
+    return FINISH_REASONS.get(raw or "stop", "other")
+
+
+class OpenAIAdapter(ProviderAdapter):
+    info = ProviderInfo(
+        name="openai",
+        default_base_url="https://api.openai.com/v1",
+        models=(
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4.1-nano",
+            "gpt-5",
+            "gpt-5-mini",
+            "o3",
+            "o4-mini",
+        ),
+        docs="https://platform.openai.com/docs/api-reference/chat",
+    )
+    params: ClassVar[ParamTable] = OPENAI_PARAMS
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
+
+    def url(self, request: ChatRequest) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m for msg in request.messages for m in encode_message(msg)],
+        }
+        apply_params(self.name, self.params, request.params.given(), body)
+        apply_params(self.name, self.params, request.extra, body)
+        if request.tools:
+            body["tools"] = [encode_tool(t.name, t.description, t.parameters, t.strict) for t in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = encode_tool_choice(request.tool_choice)
+        if request.response_format is not None:
+            body["response_format"] = encode_response_format(request.response_format)
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return UpstreamRequest(self.url(request), self.headers(api_key), body, stream=request.stream)
+
+    def parse_response(self, body: Any) -> ChatResult:
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        calls = [
+            ToolCallPart(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
+            for c in message.get("tool_calls") or []
+        ]
+        text = message.get("content")
+        reason = choice.get("finish_reason")
+        mapped = finish_reason(reason)
+        if text is None and message.get("refusal"):
+            text, mapped = message["refusal"], "content_filter"
+        return ChatResult(
+            id=body.get("id", ""),
+            model=body.get("model", ""),
+            text=text,
+            tool_calls=calls,
+            reasoning=message.get("reasoning_content"),
+            finish_reason=mapped,
+            raw_finish_reason=reason,
+            usage=parse_usage(body.get("usage")),
+            raw=body,
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return OpenAIStreamDecoder(self)
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    def __init__(self, adapter: ProviderAdapter) -> None:
+        self._adapter = adapter
+        self._started = False
+        self._finish: Finish | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, message: SSEMessage) -> list[StreamEvent]:
+        if message.data == "[DONE]":
+            self._done = True
+            return self.close()
+        if not message.data:
+            return []
+        chunk = from_json(message.data)
+        if "error" in chunk and "choices" not in chunk:
+            return [StreamError(self._adapter.map_error(500, chunk, {}))]
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            out.append(StreamStart(chunk.get("id", ""), chunk.get("model", "")))
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out.append(ReasoningDelta(delta["reasoning_content"]))
+            if delta.get("content"):
+                out.append(TextDelta(delta["content"]))
+            if delta.get("refusal"):
+                out.append(TextDelta(delta["refusal"]))
+            for call in delta.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                out.append(
+                    ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or "")
+                )
+            if choice.get("finish_reason"):
+                raw = choice["finish_reason"]
+                self._finish = Finish(finish_reason(raw), raw)
+        if chunk.get("usage"):
+            out.append(UsageEvent(parse_usage(chunk["usage"])))
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        finish, self._finish = self._finish, None
+        return [finish] if finish is not None else []
+
+
+def parse_usage(usage: Any) -> Usage:
+    if not isinstance(usage, dict):
+        return Usage()
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cached_input_tokens=prompt_details.get("cached_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+
+
+def encode_message(msg: Message) -> list[dict[str, Any]]:
+    """One canonical message as OpenAI messages (a tool message with several results becomes several)."""
+    if msg.role == "tool":
+        return [
+            {"role": "tool", "tool_call_id": p.tool_call_id, "content": _encode_result_content(p)}
+            for p in msg.parts
+            if isinstance(p, ToolResultPart)
+        ]
+    out: dict[str, Any] = {"role": msg.role}
+    if msg.name:
+        out["name"] = msg.name
+    if msg.role == "assistant":
+        calls = msg.tool_calls()
+        text = msg.text()
+        out["content"] = text if text or not calls else None
+        if calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+            ]
+        return [out]
+    if msg.role == "system" or all(isinstance(p, TextPart) for p in msg.parts):
+        out["content"] = msg.text()
+        return [out]
+    out["content"] = [_encode_part(p) for p in msg.parts if isinstance(p, TextPart | ImagePart)]
+    return [out]
+
+
+def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": image_url(part)}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _encode_result_content(part: ToolResultPart) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, TextPart) for p in part.content):
+        return "".join(p.text for p in part.content if isinstance(p, TextPart))
+    return [_encode_part(p) for p in part.content]
+
+
+def encode_tool(
+    name: str, description: str | None, parameters: dict[str, Any] | None, strict: bool | None
+) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": name}
+    if description is not None:
+        fn["description"] = description
+    if parameters is not None:
+        fn["parameters"] = parameters
+    if strict is not None:
+        fn["strict"] = strict
+    return {"type": "function", "function": fn}
+
+
+def encode_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def encode_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type == "json":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        schema: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {"type": "object"}}
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+    return {"type": "text"}
