@@ -183,8 +183,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter_ns()
     deadline = start + int(args.duration * 1e9)
     tasks = [
-        asyncio.create_task(worker(host, port, raw, args.stream, deadline, stats))
-        for _ in range(args.concurrency)
+        asyncio.create_task(worker(host, port, raw, args.stream, deadline, stats)) for _ in range(args.concurrency)
     ]
     # Bounded: whatever is still in flight a timeout after the window is cancelled.
     done, late = await asyncio.wait(tasks, timeout=args.duration + args.timeout)

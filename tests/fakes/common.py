@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -55,11 +55,11 @@ async def record_request(request: Request, script: FakeScript) -> RecordedReques
     return recorded
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -197,6 +197,4 @@ class EventStreamResponse(Response):
             if self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)
             await send({"type": "http.response.body", "body": event, "more_body": True})
-        if self.cut_after is not None and len(self.events) <= self.cut_after:
-            pass  # cut point at or after the end: the stream simply completes
         await send({"type": "http.response.body", "body": b"", "more_body": False})

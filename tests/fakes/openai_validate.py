@@ -294,7 +294,7 @@ def _validate_message(index: int, message: Any) -> None:
         raise bad_type(f"{p}.name", "a string", message["name"])
 
     if role == "assistant":
-        _validate_assistant(p, message)
+        _validate_assistant(index, message)
         return
     if role == "tool":
         if "tool_call_id" not in message:
@@ -312,7 +312,8 @@ def _validate_message(index: int, message: Any) -> None:
     _validate_content(p, role, content, allowed_parts)
 
 
-def _validate_assistant(p: str, message: Mapping[str, Any]) -> None:
+def _validate_assistant(index: int, message: Mapping[str, Any]) -> None:
+    p = f"messages[{index}]"
     tool_calls = message.get("tool_calls")
     if tool_calls is not None:
         if not isinstance(tool_calls, list):
@@ -326,7 +327,7 @@ def _validate_assistant(p: str, message: Mapping[str, Any]) -> None:
         if not tool_calls and message.get("function_call") is None and message.get("refusal") is None:
             raise OpenAIError(
                 "Invalid value for 'content': expected a string, got null.",
-                param=f"messages.[{p[9:-1]}].content",
+                param=f"messages.[{index}].content",
             )
         return
     _validate_content(p, "assistant", content, ("text", "refusal"))
@@ -656,13 +657,12 @@ def _validate_response_format(body: Mapping[str, Any], messages: Sequence[Mappin
     if kind not in ("json_object", "json_schema", "text"):
         raise bad_value("response_format.type", kind, ["json_object", "json_schema", "text"])
     check_keys(fmt, {"type", "json_schema"} if kind == "json_schema" else {"type"}, "response_format")
-    if kind == "json_object":
-        if not any("json" in text.lower() for text in message_texts(messages)):
-            raise OpenAIError(
-                "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
-                "'json_object'.",
-                param="messages",
-            )
+    if kind == "json_object" and not any("json" in text.lower() for text in message_texts(messages)):
+        raise OpenAIError(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+            "'json_object'.",
+            param="messages",
+        )
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if spec is None:

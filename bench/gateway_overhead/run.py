@@ -1,0 +1,872 @@
+"""Gateway-overhead benchmark: the latency and throughput a gateway adds in front of an upstream.
+
+One local mock OpenAI upstream (``mock_upstream.py``); the same chat-completion requests are sent to
+it directly, through unimodel and through LiteLLM's proxy, in one run.  For each target, after a
+warm-up, every concurrency level runs for ``--duration`` seconds, non-streaming (``wrk``) and
+streaming (``loadgen.py``, which also measures time to first byte).  The report gives requests per
+second, p50/p99 latency, the latency added over the direct path, and the gateway's resident memory.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/gateway_overhead/run.py [--duration 10] [--targets direct,unimodel,litellm]
+
+Everything it starts (mock, gateways, load generators) listens on or talks to 127.0.0.1 only, and is
+stopped when it ends, also on an error or Ctrl-C.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BENCH = REPO / "bench"
+LITELLM_VENV = BENCH / ".venv-litellm"
+LOOPBACK = "127.0.0.1"
+CHAT_PATH = "/v1/chat/completions"
+MODES = ("non-stream", "stream")
+ALL_TARGETS = ("direct", "unimodel", "litellm")
+# The issue's targets (checked for unimodel): added p50 at c=1, added p99 at c=64, rps vs LiteLLM.
+TARGET_ADDED_P50_MS = 1.0
+TARGET_ADDED_P99_MS = 15.0
+TARGET_RPS_RATIO = 5.0
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class Cell:
+    """One (target, mode, concurrency) measurement."""
+
+    target: str
+    mode: str
+    concurrency: int
+    loadgen: str
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    ttfb_p50_ms: float | None = None
+    ttfb_p99_ms: float | None = None
+    rss_mib: float | None = None
+    first_error: str | None = None
+    failed: str | None = None  # the cell could not be measured at all
+
+
+@dataclass
+class TargetRun:
+    name: str
+    url: str = ""
+    model: str = ""
+    status: str = "pending"  # ok | failed | skipped
+    reason: str = ""
+    version: str = ""
+    startup_s: float | None = None
+    idle_rss_mib: float | None = None
+    peak_rss_mib: float | None = None
+    notes: list[str] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+
+
+class StartError(Exception):
+    """A target could not be started or did not answer correctly."""
+
+
+# ---------------------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child process in its own process group, logging to a file; ``stop`` ends the whole group."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.logfile = log.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.alive():
+            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, sig)  # the group this harness created for it
+                try:
+                    self.popen.wait(timeout=wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        else:
+            # The leader is gone; stray members of its group (if any) still get a SIGKILL.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        self.logfile.close()
+
+
+class Children:
+    """Every process this run started, stopped in reverse order on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+
+    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(name, argv, log, env)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        while self.procs:
+            self.procs.pop().stop()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def _tree_pids(root: int) -> list[int]:
+    """``root`` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def tree_memory_mib(root: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) summed over the process tree of ``root``, in MiB."""
+    rss = hwm = 0
+    for pid in _tree_pids(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm += int(line.split()[1])
+    return rss / 1024.0, hwm / 1024.0
+
+
+# -------------------------------------------------------------------------------------------- HTTP
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def chat_body(model: str, stream: bool) -> str:
+    doc: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
+    if stream:
+        doc["stream"] = True
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def probe(port: int, path: str, model: str, api_key: str, stream: bool) -> str | None:
+    """One real chat request; None when the answer is a well-formed completion, else what was wrong."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=chat_body(model, stream),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+        )
+        resp = conn.getresponse()
+        data = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"HTTP {resp.status}: {data[:300]!r}"
+    if stream:
+        if b"chat.completion.chunk" not in data or not data.rstrip().endswith(b"data: [DONE]"):
+            return f"not an SSE chat.completion.chunk stream ending in [DONE]: {data[:300]!r}"
+        return None
+    try:
+        content = json.loads(data)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"not a chat.completion: {data[:300]!r}"
+    return None if content else f"empty completion: {data[:300]!r}"
+
+
+def wait_ready(proc: Proc, port: int, path: str, model: str, api_key: str, timeout_s: float) -> float:
+    """Poll with real requests until the target answers; the seconds it took.  Raises StartError."""
+    start = time.monotonic()
+    last = "no answer yet"
+    while time.monotonic() - start < timeout_s:
+        if not proc.alive():
+            raise StartError(f"{proc.name} exited with code {proc.popen.returncode}: {last}")
+        problem = probe(port, path, model, api_key, stream=False)
+        if problem is None:
+            return time.monotonic() - start
+        last = problem
+        time.sleep(0.25)
+    raise StartError(f"{proc.name} not ready after {timeout_s:.0f}s; last probe: {last}")
+
+
+# ------------------------------------------------------------------------------------- load runs
+
+
+@dataclass
+class Setup:
+    helper_python: str
+    pin: bool
+    gateway_cpu: int
+    client_cpu: int
+    duration: float
+    warmup: float
+    concurrency: list[int]
+    modes: list[str]
+    loadgen: str  # wrk | python (non-streaming)
+    out: Path
+
+    def pinned(self, argv: list[str], cpu: int) -> list[str]:
+        return ["taskset", "-c", str(cpu), *argv] if self.pin else argv
+
+
+def run_wrk(setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float) -> dict[str, Any]:
+    argv = setup.pinned(
+        [
+            "wrk",
+            "-t1",
+            f"-c{conc}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "chat.lua"),
+            url,
+        ],
+        setup.client_cpu,
+    )
+    env = {**os.environ, "WRK_BODY": chat_body(model, False), "WRK_API_KEY": api_key}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            raw: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+            return raw
+    raise RuntimeError(f"wrk gave no summary (rc {done.returncode}): {(done.stdout + done.stderr)[-500:]}")
+
+
+def run_loadgen(
+    setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float, stream: bool
+) -> dict[str, Any]:
+    argv = [
+        setup.helper_python,
+        str(HERE / "loadgen.py"),
+        "--url",
+        url,
+        "--model",
+        model,
+        "--api-key",
+        api_key,
+        "--concurrency",
+        str(conc),
+        "--duration",
+        str(duration),
+    ]
+    if stream:
+        argv.append("--stream")
+    done = subprocess.run(
+        setup.pinned(argv, setup.client_cpu),
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"loadgen failed (rc {done.returncode}): {(done.stdout + done.stderr)[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def measure(setup: Setup, target: TargetRun, api_key: str, mode: str, conc: int, duration: float) -> Cell:
+    stream = mode == "stream"
+    use_wrk = not stream and setup.loadgen == "wrk"
+    cell = Cell(target.name, mode, conc, "wrk" if use_wrk else "loadgen.py")
+    try:
+        if use_wrk:
+            raw = run_wrk(setup, target.url, target.model, api_key, conc, duration)
+            errors = sum(int(v) for v in raw["errors"].values())
+            ok = int(raw["requests"]) - int(raw["errors"]["status"])
+            secs = raw["duration_us"] / 1e6
+            lat = raw["latency_us"]
+            cell.requests, cell.errors = ok, errors
+            cell.rps = ok / secs if secs > 0 else 0.0
+            if ok > 0:
+                cell.p50_ms, cell.p90_ms = lat["p50"] / 1000, lat["p90"] / 1000
+                cell.p99_ms, cell.max_ms = lat["p99"] / 1000, lat["max"] / 1000
+            if errors:
+                cell.first_error = f"wrk errors: {raw['errors']}"
+        else:
+            res = run_loadgen(setup, target.url, target.model, api_key, conc, duration, stream)
+            cell.requests, cell.errors, cell.rps = res["requests"], res["errors"], res["rps"]
+            cell.first_error = res["first_error"]
+            if res["latency_ms"]:
+                lat = res["latency_ms"]
+                cell.p50_ms, cell.p90_ms, cell.p99_ms, cell.max_ms = lat["p50"], lat["p90"], lat["p99"], lat["max"]
+            if stream and res["ttfb_ms"]:
+                cell.ttfb_p50_ms, cell.ttfb_p99_ms = res["ttfb_ms"]["p50"], res["ttfb_ms"]["p99"]
+        if cell.requests == 0:
+            cell.failed = f"no successful request; {cell.first_error or 'no error recorded'}"
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+        cell.failed = f"{type(exc).__name__}: {exc}"
+    return cell
+
+
+# ---------------------------------------------------------------------------------------- targets
+
+
+def start_mock(setup: Setup, children: Children) -> tuple[Proc, int]:
+    argv = setup.pinned(
+        [setup.helper_python, "-u", str(HERE / "mock_upstream.py"), "--host", LOOPBACK, "--port", "0"],
+        setup.client_cpu,
+    )
+    proc = children.start("mock", argv, setup.out / "mock.log")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.alive():
+        for line in proc.log.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return proc, int(line.split()[1])
+        time.sleep(0.05)
+    raise SystemExit(f"mock upstream did not start:\n{proc.log_tail()}")
+
+
+def gateway_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Loopback traffic must never go through a proxy the environment may name.
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = "127.0.0.1,localhost,::1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def version_of(python: str, dist: str) -> str:
+    try:
+        done = subprocess.run(
+            [python, "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def git_describe() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        return ""
+    return f"{sha or 'no commit'}{' + uncommitted src/ changes' if dirty else ''}"
+
+
+def start_unimodel(
+    args: argparse.Namespace, setup: Setup, children: Children, mock_port: int, run: TargetRun
+) -> tuple[Proc, str]:
+    exe = Path(args.unimodel_bin)
+    if not exe.exists():
+        raise StartError(f"{exe} not found (run `make install`)")
+    config = setup.out / "unimodel.toml"
+    if args.unimodel_config:
+        text = Path(args.unimodel_config).read_text().replace("{mock_base_url}", f"http://{LOOPBACK}:{mock_port}/v1")
+    else:
+        text = f'[providers.openai]\nbase_url = "http://{LOOPBACK}:{mock_port}/v1"\napi_key = "sk-bench"\n'
+    config.write_text(text)
+    port = free_port()
+    argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(port)]
+    proc = children.start("unimodel", setup.pinned(argv, setup.gateway_cpu), setup.out / "unimodel.log", gateway_env())
+    run.url = f"http://{LOOPBACK}:{port}{args.unimodel_path}"
+    run.model = "openai/gpt-4o-mini"
+    run.version = f"unimodel {version_of(str(exe.parent / 'python'), 'unimodel')} ({git_describe()})"
+    run.startup_s = wait_ready(proc, port, args.unimodel_path, run.model, args.unimodel_api_key, args.startup_timeout)
+    return proc, args.unimodel_api_key
+
+
+def ensure_litellm(args: argparse.Namespace, out: Path) -> Path:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    if args.no_install:
+        raise StartError(f"{exe} not found and --no-install given")
+    log = out / "litellm-install.log"
+    print(f"installing litellm[proxy] into {LITELLM_VENV} (log: {log}) ...", flush=True)
+    base = shutil.which("python3") or sys.executable
+    with log.open("wb") as fh:
+        for argv in (
+            [base, "-m", "venv", str(LITELLM_VENV)],
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+        ):
+            try:
+                done = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, timeout=1800, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise StartError(f"`{' '.join(argv)}` timed out") from exc
+            if done.returncode != 0:
+                raise StartError(f"`{' '.join(argv)}` failed (rc {done.returncode}); see {log}")
+    if not exe.exists():
+        raise StartError(f"litellm installed but {exe} is missing; see {log}")
+    return exe
+
+
+def start_litellm(
+    args: argparse.Namespace, setup: Setup, children: Children, mock_port: int, run: TargetRun
+) -> tuple[Proc, str]:
+    exe = ensure_litellm(args, setup.out)
+    config = setup.out / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: openai/gpt-4o-mini\n"
+        "    litellm_params:\n"
+        "      model: openai/gpt-4o-mini\n"
+        f"      api_base: http://{LOOPBACK}:{mock_port}/v1\n"
+        "      api_key: sk-bench\n"
+    )
+    master_key = "sk-" + secrets.token_hex(32)
+    env = gateway_env()
+    env.update(
+        {
+            # A normal deployment must set a strong master key (the proxy refuses to start without one).
+            "LITELLM_MASTER_KEY": master_key,
+            # No network at start-up: the model cost map bundled with the package (the CLI's default).
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # Nothing phones home.
+            "LITELLM_TELEMETRY_DISABLED": "true",
+        }
+    )
+    port = free_port()
+    argv = [str(exe), "--config", str(config), "--host", LOOPBACK, "--port", str(port), "--num_workers", "1"]
+    proc = children.start("litellm", setup.pinned(argv, setup.gateway_cpu), setup.out / "litellm.log", env)
+    run.url = f"http://{LOOPBACK}:{port}{CHAT_PATH}"
+    run.model = "openai/gpt-4o-mini"
+    run.version = f"litellm {version_of(str(LITELLM_VENV / 'bin' / 'python'), 'litellm')}"
+    run.notes.append(
+        "LiteLLM settings: `--num_workers 1`, LITELLM_MASTER_KEY set (required), "
+        "LITELLM_LOCAL_MODEL_COST_MAP=True, LITELLM_TELEMETRY_DISABLED=true; everything else default "
+        "(uvicorn access log on, no database, no callbacks)."
+    )
+    run.startup_s = wait_ready(proc, port, CHAT_PATH, run.model, master_key, args.startup_timeout)
+    return proc, master_key
+
+
+def bench_target(
+    args: argparse.Namespace, setup: Setup, children: Children, mock: Proc, mock_port: int, run: TargetRun
+) -> None:
+    proc: Proc | None = None
+    try:
+        if run.name == "direct":
+            run.url, run.model, run.version = f"http://{LOOPBACK}:{mock_port}{CHAT_PATH}", "gpt-4o-mini", "mock"
+            api_key, mem_pid = "sk-bench", None
+        elif run.name == "unimodel":
+            proc, api_key = start_unimodel(args, setup, children, mock_port, run)
+            mem_pid = proc.pid
+        else:
+            proc, api_key = start_litellm(args, setup, children, mock_port, run)
+            mem_pid = proc.pid
+        port = int(run.url.split(":")[2].split("/")[0])
+        path = "/" + run.url.split("/", 3)[3]
+        stream_problem = probe(port, path, run.model, api_key, stream=True) if "stream" in setup.modes else None
+        if stream_problem:
+            run.notes.append(f"streaming probe failed: {stream_problem}")
+        if mem_pid is not None:
+            run.idle_rss_mib = tree_memory_mib(mem_pid)[0]
+        status = f"up in {run.startup_s:.1f}s" if run.startup_s is not None else "up"
+        print(f"[{run.name}] {status}, {run.url}; warming up {setup.warmup:g}s per mode", flush=True)
+        if setup.warmup > 0:
+            for mode in setup.modes:
+                if mode == "stream" and stream_problem:
+                    continue
+                measure(setup, run, api_key, mode, 16, setup.warmup)
+        for mode in setup.modes:
+            for conc in setup.concurrency:
+                if mode == "stream" and stream_problem:
+                    cell = Cell(run.name, mode, conc, "loadgen.py", failed=f"streaming probe failed: {stream_problem}")
+                else:
+                    time.sleep(0.5)
+                    cell = measure(setup, run, api_key, mode, conc, setup.duration)
+                if mem_pid is not None:
+                    cell.rss_mib = tree_memory_mib(mem_pid)[0]
+                run.cells.append(cell)
+                print(f"[{run.name}] {mode:10s} c={conc:<3d} {_cell_line(cell)}", flush=True)
+                if not mock.alive():
+                    raise StartError(f"the mock upstream died:\n{mock.log_tail()}")
+                if proc is not None and not proc.alive():
+                    raise StartError(f"{run.name} exited during the run:\n{proc.log_tail()}")
+        if mem_pid is not None:
+            run.peak_rss_mib = tree_memory_mib(mem_pid)[1]
+        run.status = "ok"
+    except StartError as exc:
+        run.status, run.reason = "failed", str(exc).strip()
+        if proc is not None and proc.log_tail():
+            run.notes.append(f"log tail ({proc.log}):\n{proc.log_tail()}")
+        print(f"[{run.name}] FAILED: {run.reason}", flush=True)
+    finally:
+        if proc is not None:
+            children.stop(proc)
+
+
+def _cell_line(cell: Cell) -> str:
+    if cell.failed:
+        return f"FAILED: {cell.failed}"
+    line = f"rps={cell.rps:9.1f} p50={_ms(cell.p50_ms)} p99={_ms(cell.p99_ms)}"
+    if cell.ttfb_p50_ms is not None:
+        line += f" ttfb_p50={_ms(cell.ttfb_p50_ms)}"
+    if cell.errors:
+        line += f" errors={cell.errors} ({cell.first_error})"
+    return line
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _added(value: float | None, base: float | None) -> str:
+    if value is None or base is None:
+        return "–"
+    return ("+" if value - base >= 0 else "") + _ms(value - base)
+
+
+def _cells(runs: list[TargetRun]) -> dict[tuple[str, str, int], Cell]:
+    return {(c.target, c.mode, c.concurrency): c for r in runs for c in r.cells if not c.failed}
+
+
+def render(runs: list[TargetRun], setup: Setup, meta: dict[str, str]) -> str:
+    cells = _cells(runs)
+    out = ["# Gateway overhead", ""]
+    out += [f"- {k}: {v}" for k, v in meta.items()]
+    out += [
+        "",
+        "Latencies in ms. Streaming: p50/p99 are to the end of the stream, TTFB to its first body bytes. "
+        "`added` = the target's percentile minus the direct path's at the same mode and concurrency. "
+        "RSS = the gateway's VmRSS (process tree) after the cell.",
+        "",
+        "| target | mode | conc | rps | p50 | p99 | added p50 | added p99 | TTFB p50 | TTFB p99 "
+        "| added TTFB p50 | added TTFB p99 | errors | RSS MiB |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for run in runs:
+        if run.status != "ok" and not run.cells:
+            out.append(f"| {run.name} | **{run.status}**: {_one_line(run.reason)} |" + " |" * 12)
+            continue
+        for cell in run.cells:
+            if cell.failed:
+                out.append(f"| {run.name} | {cell.mode} | {cell.concurrency} | **failed**: {_one_line(cell.failed)} |")
+                continue
+            base = cells.get(("direct", cell.mode, cell.concurrency)) if run.name != "direct" else None
+            stream = cell.mode == "stream"
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        run.name,
+                        cell.mode,
+                        str(cell.concurrency),
+                        f"{cell.rps:.0f}",
+                        _ms(cell.p50_ms),
+                        _ms(cell.p99_ms),
+                        _added(cell.p50_ms, base.p50_ms) if base else "–",
+                        _added(cell.p99_ms, base.p99_ms) if base else "–",
+                        _ms(cell.ttfb_p50_ms) if stream else "–",
+                        _ms(cell.ttfb_p99_ms) if stream else "–",
+                        _added(cell.ttfb_p50_ms, base.ttfb_p50_ms) if base and stream else "–",
+                        _added(cell.ttfb_p99_ms, base.ttfb_p99_ms) if base and stream else "–",
+                        str(cell.errors),
+                        f"{cell.rss_mib:.0f}" if cell.rss_mib is not None else "–",
+                    ]
+                )
+                + " |"
+            )
+        if run.status == "failed":
+            out.append(f"| {run.name} | **failed**: {_one_line(run.reason)} |" + " |" * 12)
+    out += ["", "## Targets", ""]
+    for run in runs:
+        bits = [run.version or "", f"status {run.status}"]
+        if run.startup_s is not None:
+            bits.append(f"ready {run.startup_s:.1f}s after start")
+        if run.idle_rss_mib is not None:
+            bits.append(f"RSS idle {run.idle_rss_mib:.0f} MiB")
+        if run.peak_rss_mib is not None:
+            bits.append(f"peak (VmHWM) {run.peak_rss_mib:.0f} MiB")
+        out.append(f"- **{run.name}**: " + ", ".join(b for b in bits if b))
+        if run.reason:
+            out.append(f"  - reason: {_one_line(run.reason)}")
+        for note in run.notes:
+            if "\n" in note:
+                out.append("  - " + note.splitlines()[0])
+                out += ["", "    ```", *("    " + ln for ln in note.splitlines()[1:]), "    ```", ""]
+            else:
+                out.append(f"  - {note}")
+    out += _ratio_and_checks(cells, setup)
+    return "\n".join(out) + "\n"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return (line[:300] + "…" if len(line) > 300 else line).replace("|", "\\|")
+
+
+def _ratio_and_checks(cells: dict[tuple[str, str, int], Cell], setup: Setup) -> list[str]:
+    out = ["", "## unimodel / LiteLLM throughput", ""]
+    rows = []
+    for mode in setup.modes:
+        for conc in setup.concurrency:
+            uni, lite = cells.get(("unimodel", mode, conc)), cells.get(("litellm", mode, conc))
+            if uni and lite and lite.rps > 0:
+                rows.append(f"| {mode} | {conc} | {uni.rps:.0f} | {lite.rps:.0f} | {uni.rps / lite.rps:.1f}× |")
+    if rows:
+        out += ["| mode | conc | unimodel rps | litellm rps | ratio |", "|---|--:|--:|--:|--:|", *rows]
+    else:
+        out.append("No ratio: unimodel and LiteLLM were not both measured.")
+    out += ["", "## Issue targets (unimodel)", ""]
+    checks: list[tuple[str, float | None, float, str]] = []
+    lo, hi = min(setup.concurrency), max(setup.concurrency)
+    for mode in setup.modes:
+        uni, base = cells.get(("unimodel", mode, lo)), cells.get(("direct", mode, lo))
+        if mode == "stream":
+            val = uni.ttfb_p50_ms - base.ttfb_p50_ms if uni and base and uni.ttfb_p50_ms and base.ttfb_p50_ms else None
+            checks.append((f"added TTFB p50 at c={lo}, {mode}", val, TARGET_ADDED_P50_MS, "ms"))
+        else:
+            val = uni.p50_ms - base.p50_ms if uni and base and uni.p50_ms and base.p50_ms else None
+            checks.append((f"added p50 at c={lo}, {mode}", val, TARGET_ADDED_P50_MS, "ms"))
+        uni, base = cells.get(("unimodel", mode, hi)), cells.get(("direct", mode, hi))
+        if mode == "stream":
+            val = uni.ttfb_p99_ms - base.ttfb_p99_ms if uni and base and uni.ttfb_p99_ms and base.ttfb_p99_ms else None
+            checks.append((f"added TTFB p99 at c={hi}, {mode}", val, TARGET_ADDED_P99_MS, "ms"))
+        else:
+            val = uni.p99_ms - base.p99_ms if uni and base and uni.p99_ms and base.p99_ms else None
+            checks.append((f"added p99 at c={hi}, {mode}", val, TARGET_ADDED_P99_MS, "ms"))
+        uni, lite = cells.get(("unimodel", mode, hi)), cells.get(("litellm", mode, hi))
+        ratio = uni.rps / lite.rps if uni and lite and lite.rps > 0 else None
+        checks.append((f"rps unimodel / LiteLLM at c={hi}, {mode}", ratio, TARGET_RPS_RATIO, "×"))
+    out += ["| check | value | target | result |", "|---|--:|--:|---|"]
+    for name, value, limit, unit in checks:
+        if value is None:
+            out.append(f"| {name} | – | {'≥' if unit == '×' else '≤'} {limit:g} {unit} | not measured |")
+            continue
+        ok = value >= limit if unit == "×" else value <= limit
+        shown = f"{value:.1f} ×" if unit == "×" else f"{value:+.3f} ms"
+        out.append(
+            f"| {name} | {shown} | {'≥' if unit == '×' else '≤'} {limit:g} {unit} | {'PASS' if ok else 'FAIL'} |"
+        )
+    return out
+
+
+def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    wrk = "absent"
+    if shutil.which("wrk"):
+        done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        wrk = (done.stdout + done.stderr).splitlines()[0] if (done.stdout + done.stderr).strip() else "present"
+    pinning = (
+        f"gateway on CPU {setup.gateway_cpu}; mock upstream, load generator and harness on CPU {setup.client_cpu}"
+        if setup.pin
+        else "none"
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
+        "pinning (taskset)": pinning,
+        "per cell": f"{setup.duration:g}s after a {setup.warmup:g}s warm-up per mode at c=16 (closed loop, keep-alive)",
+        "load generators": f"non-streaming: {'wrk (' + wrk + ')' if setup.loadgen == 'wrk' else 'loadgen.py'}; "
+        "streaming: loadgen.py (asyncio + uvloop + httptools)",
+        "request": 'POST /v1/chat/completions {"model": …, "messages": [{"role": "user", "content": "Hello"}]}'
+        ' (+ "stream": true); mock answers a canned chat.completion / 10-event SSE stream',
+        "command": " ".join(["bench/gateway_overhead/run.py", *sys.argv[1:]]),
+    }
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per mode and target (default 3)")
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of direct,unimodel,litellm")
+    parser.add_argument("--concurrency", default="1,16,64", help="comma list (default 1,16,64)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma list of non-stream,stream")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="non-streaming client")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
+    parser.add_argument("--gateway-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1, help="CPU for the mock and the load generators")
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds a gateway may take to answer")
+    parser.add_argument("--unimodel-bin", default=str(REPO / ".venv" / "bin" / "unimodel"))
+    parser.add_argument("--unimodel-path", default=CHAT_PATH, help="e.g. /models/v2/openai/v1/chat/completions")
+    parser.add_argument("--unimodel-api-key", default="sk-bench", help="bearer token sent to unimodel")
+    parser.add_argument(
+        "--unimodel-config", help="TOML to use instead of the generated one; {mock_base_url} is substituted"
+    )
+    parser.add_argument("--no-install", action="store_true", help="never create bench/.venv-litellm")
+    parser.add_argument("--out-dir", default=str(BENCH / "out"))
+    args = parser.parse_args(argv)
+    return args
+
+
+def helper_python() -> str:
+    """An interpreter with httptools (mock and loadgen): this one, else the project's .venv."""
+    if importlib.util.find_spec("httptools") is not None:
+        return sys.executable
+    venv = REPO / ".venv" / "bin" / "python"
+    if venv.exists():
+        return str(venv)
+    raise SystemExit("needs httptools: run with the project's .venv/bin/python (make install)")
+
+
+@contextlib.contextmanager
+def interrupts_unwind() -> Iterator[None]:
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(targets) - set(ALL_TARGETS)
+    if unknown:
+        raise SystemExit(f"unknown targets: {sorted(unknown)}")
+    if "direct" not in targets:
+        targets.insert(0, "direct")  # the baseline every `added` column needs
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if set(modes) - set(MODES):
+        raise SystemExit(f"unknown modes: {sorted(set(modes) - set(MODES))}")
+    cpus = os.sched_getaffinity(0)
+    pin = not args.no_pin and shutil.which("taskset") is not None and {args.gateway_cpu, args.client_cpu} <= cpus
+    pin = pin and args.gateway_cpu != args.client_cpu
+    loadgen = args.loadgen
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif loadgen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk not found (apt-get install wrk), or use --loadgen python")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out_dir) / f"gateway_overhead-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    setup = Setup(
+        helper_python=helper_python(),
+        pin=pin,
+        gateway_cpu=args.gateway_cpu,
+        client_cpu=args.client_cpu,
+        duration=args.duration,
+        warmup=args.warmup,
+        concurrency=[int(c) for c in args.concurrency.split(",")],
+        modes=modes,
+        loadgen=loadgen,
+        out=out,
+    )
+    if pin:
+        os.sched_setaffinity(0, {setup.client_cpu})  # keep this harness off the gateway's CPU
+    print(f"gateway_overhead: output in {out}", flush=True)
+    children = Children()
+    runs = [TargetRun(name) for name in targets]
+    with interrupts_unwind():
+        try:
+            mock, mock_port = start_mock(setup, children)
+            print(f"[mock] up on {LOOPBACK}:{mock_port}", flush=True)
+            for run in runs:
+                bench_target(args, setup, children, mock, mock_port, run)
+        except KeyboardInterrupt:
+            print("interrupted; stopping everything started", flush=True)
+            for run in runs:
+                if run.status == "pending":
+                    run.status, run.reason = "skipped", "interrupted"
+        finally:
+            children.stop_all()
+    report = render(runs, setup, machine_meta(setup, args))
+    (out / "report.md").write_text(report)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    (Path(args.out_dir) / "gateway_overhead-latest.md").write_text(report)
+    print()
+    print(report)
+    print(f"written: {out / 'report.md'}, {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
