@@ -71,6 +71,8 @@ class Cell:
     ttfb_p50_ms: float | None = None
     ttfb_p99_ms: float | None = None
     rss_mib: float | None = None
+    cpu_ms_per_req: float | None = None  # gateway CPU time (user + system) per successful request
+    cpu_util: float | None = None  # gateway CPU seconds per wall second during the cell
     first_error: str | None = None
     failed: str | None = None  # the cell could not be measured at all
 
@@ -92,6 +94,10 @@ class TargetRun:
 
 class StartError(Exception):
     """A target could not be started or did not answer correctly."""
+
+    def __init__(self, message: str, proc: Proc | None = None) -> None:
+        super().__init__(message)
+        self.proc = proc
 
 
 # ---------------------------------------------------------------------------------------- processes
@@ -193,6 +199,18 @@ def _tree_pids(root: int) -> list[int]:
     return out
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of the process tree of ``root`` so far, in seconds."""
+    ticks = 0
+    for pid in _tree_pids(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def tree_memory_mib(root: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) summed over the process tree of ``root``, in MiB."""
     rss = hwm = 0
@@ -261,13 +279,13 @@ def wait_ready(proc: Proc, port: int, path: str, model: str, api_key: str, timeo
     last = "no answer yet"
     while time.monotonic() - start < timeout_s:
         if not proc.alive():
-            raise StartError(f"{proc.name} exited with code {proc.popen.returncode}: {last}")
+            raise StartError(f"{proc.name} exited with code {proc.popen.returncode}; last probe: {last}", proc)
         problem = probe(port, path, model, api_key, stream=False)
         if problem is None:
             return time.monotonic() - start
         last = problem
         time.sleep(0.25)
-    raise StartError(f"{proc.name} not ready after {timeout_s:.0f}s; last probe: {last}")
+    raise StartError(f"{proc.name} not ready after {timeout_s:.0f}s; last probe: {last}", proc)
 
 
 # ------------------------------------------------------------------------------------- load runs
@@ -556,22 +574,29 @@ def bench_target(
                     cell = Cell(run.name, mode, conc, "loadgen.py", failed=f"streaming probe failed: {stream_problem}")
                 else:
                     time.sleep(0.5)
+                    cpu_before = tree_cpu_seconds(mem_pid) if mem_pid is not None else 0.0
+                    wall_before = time.monotonic()
                     cell = measure(setup, run, api_key, mode, conc, setup.duration)
+                    if mem_pid is not None and not cell.failed:
+                        cpu = tree_cpu_seconds(mem_pid) - cpu_before
+                        cell.cpu_util = cpu / (time.monotonic() - wall_before)
+                        cell.cpu_ms_per_req = 1000 * cpu / cell.requests if cell.requests else None
                 if mem_pid is not None:
                     cell.rss_mib = tree_memory_mib(mem_pid)[0]
                 run.cells.append(cell)
                 print(f"[{run.name}] {mode:10s} c={conc:<3d} {_cell_line(cell)}", flush=True)
                 if not mock.alive():
-                    raise StartError(f"the mock upstream died:\n{mock.log_tail()}")
+                    raise StartError("the mock upstream died", mock)
                 if proc is not None and not proc.alive():
-                    raise StartError(f"{run.name} exited during the run:\n{proc.log_tail()}")
+                    raise StartError(f"{run.name} exited during the run (code {proc.popen.returncode})", proc)
         if mem_pid is not None:
             run.peak_rss_mib = tree_memory_mib(mem_pid)[1]
         run.status = "ok"
     except StartError as exc:
         run.status, run.reason = "failed", str(exc).strip()
-        if proc is not None and proc.log_tail():
-            run.notes.append(f"log tail ({proc.log}):\n{proc.log_tail()}")
+        failed_proc = proc or exc.proc
+        if failed_proc is not None and failed_proc.log_tail():
+            run.notes.append(f"log tail ({failed_proc.log}):\n{failed_proc.log_tail()}")
         print(f"[{run.name}] FAILED: {run.reason}", flush=True)
     finally:
         if proc is not None:
@@ -584,6 +609,8 @@ def _cell_line(cell: Cell) -> str:
     line = f"rps={cell.rps:9.1f} p50={_ms(cell.p50_ms)} p99={_ms(cell.p99_ms)}"
     if cell.ttfb_p50_ms is not None:
         line += f" ttfb_p50={_ms(cell.ttfb_p50_ms)}"
+    if cell.cpu_util is not None:
+        line += f" gateway_cpu={cell.cpu_util:.0%}"
     if cell.errors:
         line += f" errors={cell.errors} ({cell.first_error})"
     return line
@@ -616,15 +643,16 @@ def render(runs: list[TargetRun], setup: Setup, meta: dict[str, str]) -> str:
         "",
         "Latencies in ms. Streaming: p50/p99 are to the end of the stream, TTFB to its first body bytes. "
         "`added` = the target's percentile minus the direct path's at the same mode and concurrency. "
-        "RSS = the gateway's VmRSS (process tree) after the cell.",
+        "RSS = the gateway's VmRSS (process tree) after the cell; CPU ms/req = the gateway's user + system CPU time "
+        "during the cell divided by the requests it completed (≈1000/rps when its one core is saturated).",
         "",
         "| target | mode | conc | rps | p50 | p99 | added p50 | added p99 | TTFB p50 | TTFB p99 "
-        "| added TTFB p50 | added TTFB p99 | errors | RSS MiB |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| added TTFB p50 | added TTFB p99 | errors | RSS MiB | CPU ms/req |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for run in runs:
         if run.status != "ok" and not run.cells:
-            out.append(f"| {run.name} | **{run.status}**: {_one_line(run.reason)} |" + " |" * 12)
+            out.append(f"| {run.name} | **{run.status}**: {_one_line(run.reason)} |" + " |" * 13)
             continue
         for cell in run.cells:
             if cell.failed:
@@ -650,12 +678,13 @@ def render(runs: list[TargetRun], setup: Setup, meta: dict[str, str]) -> str:
                         _added(cell.ttfb_p99_ms, base.ttfb_p99_ms) if base and stream else "–",
                         str(cell.errors),
                         f"{cell.rss_mib:.0f}" if cell.rss_mib is not None else "–",
+                        _ms(cell.cpu_ms_per_req),
                     ]
                 )
                 + " |"
             )
         if run.status == "failed":
-            out.append(f"| {run.name} | **failed**: {_one_line(run.reason)} |" + " |" * 12)
+            out.append(f"| {run.name} | **failed**: {_one_line(run.reason)} |" + " |" * 13)
     out += ["", "## Targets", ""]
     for run in runs:
         bits = [run.version or "", f"status {run.status}"]

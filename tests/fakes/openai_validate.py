@@ -97,9 +97,7 @@ def bad_type(param: str, expected: str, value: object) -> OpenAIError:
 def bad_value(param: str, value: object, supported: Sequence[str]) -> OpenAIError:
     quoted = [f"'{s}'" for s in supported]
     listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + ", and " + quoted[-1]
-    return OpenAIError(
-        f"Invalid value: '{value}'. Supported values are: {listed}.", param=param, code="invalid_value"
-    )
+    return OpenAIError(f"Invalid value: '{value}'. Supported values are: {listed}.", param=param, code="invalid_value")
 
 
 def empty_array(param: str) -> OpenAIError:
@@ -478,8 +476,7 @@ def _validate_tool_sequence(messages: Sequence[Mapping[str, Any]]) -> None:
             call_id = message["tool_call_id"]
             if call_id not in call_ids:
                 raise OpenAIError(
-                    f"Invalid parameter: 'tool_call_id' of '{call_id}' not found in 'tool_calls' of previous "
-                    "message.",
+                    f"Invalid parameter: 'tool_call_id' of '{call_id}' not found in 'tool_calls' of previous message.",
                     param=f"messages.[{index}].tool_call_id",
                 )
             if call_id in pending:
@@ -659,8 +656,7 @@ def _validate_response_format(body: Mapping[str, Any], messages: Sequence[Mappin
     check_keys(fmt, {"type", "json_schema"} if kind == "json_schema" else {"type"}, "response_format")
     if kind == "json_object" and not any("json" in text.lower() for text in message_texts(messages)):
         raise OpenAIError(
-            "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
-            "'json_object'.",
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
             param="messages",
         )
     if kind == "json_schema":

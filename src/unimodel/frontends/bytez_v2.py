@@ -41,7 +41,7 @@ PARAM_ALIASES = {
 class RunRequest(BaseModel):
     """A run body: the SDK shape (`input`) or the HTTP shape (`messages`/`text` at the top level)."""
 
-    model_config = ConfigDict(extra="allow", title="RunRequest")
+    model_config = ConfigDict(extra="allow", title="RunRequest", strict=True)
 
     input: str | list[WireMessage] | dict[str, Any] | None = None
     messages: list[WireMessage] | None = None

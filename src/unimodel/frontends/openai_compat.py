@@ -43,7 +43,7 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(ChatParams):
-    model_config = ConfigDict(extra="allow", title="ChatCompletionRequest")
+    model_config = ConfigDict(extra="allow", title="ChatCompletionRequest", strict=True)
 
     model: str = Field(min_length=1)
     messages: list[WireMessage]

@@ -23,7 +23,7 @@ from ..protocol import (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextContent(_Strict):
@@ -56,18 +56,22 @@ ContentPart = Annotated[TextContent | ImageURLContent | MediaContent, Field(disc
 
 
 class FunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str
     arguments: str = ""
 
 
 class ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
 class WireMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -77,6 +81,8 @@ class WireMessage(BaseModel):
 
 
 class FunctionDef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -84,6 +90,8 @@ class FunctionDef(BaseModel):
 
 
 class ToolDef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["function"] = "function"
     function: FunctionDef
 
@@ -98,6 +106,8 @@ class NamedToolChoice(BaseModel):
 
 
 class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(strict=True, populate_by_name=True)
+
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -105,6 +115,8 @@ class JSONSchemaFormat(BaseModel):
 
 
 class ResponseFormatWire(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -112,7 +124,7 @@ class ResponseFormatWire(BaseModel):
 class ChatParams(BaseModel):
     """Generation parameters under their OpenAI names; anything else lands in `model_extra` for the provider."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -253,7 +265,9 @@ def _content_parts(content: str | list[Any] | None, where: str) -> tuple[Part, .
     return tuple(parts)
 
 
-_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "text", "image_url", "image", "audio", "video"})
+_TYPE_LABELS = frozenset(
+    {"str", "int", "float", "bool", "dict", "list", "none", "text", "image_url", "image", "audio", "video"}
+)
 
 
 def _clean_loc(loc: tuple[int | str, ...], prefix: str) -> tuple[str, int]:
