@@ -206,6 +206,7 @@ async def encode_stream(events: AsyncIterator[StreamEvent], model_id: str, inclu
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
     413: "invalid_request_error",

@@ -4,7 +4,8 @@
      ├── InvalidRequest                 400    invalid_request      (malformed body, wrong type, empty messages …)
      │    └── UnsupportedParameter      400    unsupported_parameter (a provider cannot take a parameter)
      ├── AuthenticationError            401    unauthorized / missing_provider_key
-     ├── PermissionDenied               403    permission_denied
+     ├── PaymentRequired                402    payment_required      (the provider account is out of credit)
+ ├── PermissionDenied               403    permission_denied
      ├── ModelNotFound                  404    model_not_found
      ├── NotFound                       404    not_found
      ├── PayloadTooLarge                413    payload_too_large
@@ -72,6 +73,11 @@ class UnsupportedParameter(InvalidRequest):
 class AuthenticationError(UnimodelError):
     status = 401
     code = "unauthorized"
+
+
+class PaymentRequired(UnimodelError):
+    status = 402
+    code = "payment_required"
 
 
 class PermissionDenied(UnimodelError):

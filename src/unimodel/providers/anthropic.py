@@ -61,7 +61,10 @@ ANTHROPIC_PARAMS: ParamTable = {
     "top_logprobs": Unsupported("Anthropic does not return log probabilities"),
     "parallel_tool_calls": Param("tool_choice.disable_parallel_tool_use", transform=lambda v: not v),
     "user": Param("metadata.user_id"),
-    **passthrough("metadata", "thinking", "service_tier", "container", "mcp_servers", "context_management"),
+    # `cache_control` at the top level turns on automatic prompt caching.
+    **passthrough(
+        "metadata", "thinking", "service_tier", "cache_control", "container", "mcp_servers", "context_management"
+    ),
 }
 
 
@@ -231,8 +234,10 @@ class AnthropicStreamDecoder(StreamDecoder):
             return [TextDelta(delta["text"])]
         if kind == "input_json_delta":
             fragment = delta.get("partial_json", "")
+            if not fragment:  # the API opens every tool_use block with an empty fragment
+                return []
             if index in self._json_blocks:
-                return [TextDelta(fragment)] if fragment else []
+                return [TextDelta(fragment)]
             return [ToolCallDelta(self._tool_index[index], arguments=fragment)]
         if kind == "thinking_delta":
             return [ReasoningDelta(delta.get("thinking", ""))]
@@ -305,9 +310,11 @@ def _encode_part(part: Any, where: str) -> dict[str, Any] | None:
     if isinstance(part, ToolResultPart):
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.tool_call_id}
         if all(isinstance(p, TextPart) for p in part.content):
-            block["content"] = "".join(p.text for p in part.content if isinstance(p, TextPart))
+            content: str | list[dict[str, Any]] = "".join(p.text for p in part.content if isinstance(p, TextPart))
         else:
-            block["content"] = [_encode_part(p, where) for p in part.content]
+            content = [b for b in (_encode_part(p, where) for p in part.content) if b is not None]
+        if content:  # Anthropic rejects an empty content; the field is optional, so a tool with no output sends none
+            block["content"] = content
         if part.is_error:
             block["is_error"] = True
         return block

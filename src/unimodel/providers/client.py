@@ -21,6 +21,7 @@ from ..protocol import (
     Finish,
     StreamError,
     StreamEvent,
+    ToolCallDelta,
     UnimodelError,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -79,7 +80,7 @@ class ProviderClient:
             await response.aclose()
         body = self._decode(raw)
         try:
-            return self.adapter.parse_response(body)
+            result = self.adapter.parse_response(body)
         except UnimodelError:
             raise
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -87,6 +88,9 @@ class ProviderClient:
                 f"Provider '{self.adapter.name}' sent an answer unimodel could not read ({type(exc).__name__}: {exc}).",
                 provider=self.adapter.name,
             ) from exc
+        if result.tool_calls and result.finish_reason == "stop":
+            result.finish_reason = "tool_calls"  # some providers say "stop" after a forced call
+        return result
 
     async def stream(self, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
         """Open the upstream stream (errors before the first byte raise here) and return its events."""
@@ -96,12 +100,16 @@ class ProviderClient:
 
     async def _events(self, request: ChatRequest, response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
         decoder = self.adapter.stream_decoder(request)
-        finished = False
+        finished = called = False
         name = self.adapter.name
         try:
             async for sse in EventSource(response).aiter_sse():
                 for event in decoder.feed(SSEMessage(sse.event, sse.data)):
-                    finished = finished or isinstance(event, Finish)
+                    called = called or isinstance(event, ToolCallDelta)
+                    if isinstance(event, Finish):
+                        finished = True
+                        if called and event.reason == "stop":  # some providers say "stop" after a forced call
+                            event = Finish("tool_calls", event.raw_reason)
                     yield event
                     if isinstance(event, StreamError):
                         return

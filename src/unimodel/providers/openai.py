@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic_core import from_json
@@ -13,6 +14,7 @@ from ..protocol import (
     FinishReason,
     ImagePart,
     Message,
+    PaymentRequired,
     ReasoningDelta,
     ResponseFormat,
     StreamError,
@@ -24,6 +26,8 @@ from ..protocol import (
     ToolCallPart,
     ToolChoice,
     ToolResultPart,
+    UnimodelError,
+    UnsupportedParameter,
     Usage,
     UsageEvent,
 )
@@ -70,6 +74,11 @@ OPENAI_PARAMS: ParamTable = {
 }
 
 
+def _error_code(body: Any) -> str | None:
+    err = body.get("error") if isinstance(body, dict) else None
+    return err.get("code") if isinstance(err, dict) else None
+
+
 def finish_reason(raw: str | None) -> FinishReason:
     return FINISH_REASONS.get(raw or "stop", "other")
 
@@ -102,7 +111,7 @@ class OpenAIAdapter(ProviderAdapter):
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [m for msg in request.messages for m in encode_message(msg)],
+            "messages": [m for msg in request.messages for m in encode_message(msg, self.name)],
         }
         apply_params(self.name, self.params, request.params.given(), body)
         apply_params(self.name, self.params, request.extra, body)
@@ -144,6 +153,13 @@ class OpenAIAdapter(ProviderAdapter):
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
         return OpenAIStreamDecoder(self)
 
+    def map_error(self, status: int, body: Any, headers: Mapping[str, str]) -> UnimodelError:
+        error = super().map_error(status, body, headers)
+        if status == 429 and _error_code(body) == "insufficient_quota":
+            # Out of credit, not a rate limit: waiting won't help, so clients must not retry it.
+            error = PaymentRequired(error.message, provider=self.name, provider_body=body)
+        return error
+
 
 class OpenAIStreamDecoder(StreamDecoder):
     def __init__(self, adapter: ProviderAdapter) -> None:
@@ -151,6 +167,8 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._started = False
         self._finish: Finish | None = None
         self._done = False
+        self._text = False  # content text was streamed
+        self._refused = False  # a refusal was streamed (and no content): finish as content_filter
 
     def done(self) -> bool:
         return self._done
@@ -175,8 +193,10 @@ class OpenAIStreamDecoder(StreamDecoder):
             if delta.get("reasoning_content"):
                 out.append(ReasoningDelta(delta["reasoning_content"]))
             if delta.get("content"):
+                self._text = True
                 out.append(TextDelta(delta["content"]))
             if delta.get("refusal"):
+                self._refused = True
                 out.append(TextDelta(delta["refusal"]))
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
@@ -185,7 +205,8 @@ class OpenAIStreamDecoder(StreamDecoder):
                 )
             if choice.get("finish_reason"):
                 raw = choice["finish_reason"]
-                self._finish = Finish(finish_reason(raw), raw)
+                mapped: FinishReason = "content_filter" if self._refused and not self._text else finish_reason(raw)
+                self._finish = Finish(mapped, raw)
         if chunk.get("usage"):
             out.append(UsageEvent(parse_usage(chunk["usage"])))
         return out
@@ -208,11 +229,11 @@ def parse_usage(usage: Any) -> Usage:
     )
 
 
-def encode_message(msg: Message) -> list[dict[str, Any]]:
+def encode_message(msg: Message, provider: str) -> list[dict[str, Any]]:
     """One canonical message as OpenAI messages (a tool message with several results becomes several)."""
     if msg.role == "tool":
         return [
-            {"role": "tool", "tool_call_id": p.tool_call_id, "content": _encode_result_content(p)}
+            {"role": "tool", "tool_call_id": p.tool_call_id, "content": _encode_result_content(p, provider)}
             for p in msg.parts
             if isinstance(p, ToolResultPart)
         ]
@@ -244,10 +265,15 @@ def _encode_part(part: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def _encode_result_content(part: ToolResultPart) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, TextPart) for p in part.content):
-        return "".join(p.text for p in part.content if isinstance(p, TextPart))
-    return [_encode_part(p) for p in part.content]
+def _encode_result_content(part: ToolResultPart, provider: str) -> str:
+    """A tool result as a tool message's content: OpenAI takes text only there (no image parts)."""
+    if not all(isinstance(p, TextPart) for p in part.content):
+        raise UnsupportedParameter(
+            "tool_result.image",
+            provider,
+            "tool messages take text only; send the image in a user message after the tool results",
+        )
+    return "".join(p.text for p in part.content if isinstance(p, TextPart))
 
 
 def encode_tool(
