@@ -62,9 +62,23 @@ ANTHROPIC_PARAMS: ParamTable = {
     "parallel_tool_calls": Param("tool_choice.disable_parallel_tool_use", transform=lambda v: not v),
     "user": Param("metadata.user_id"),
     # `cache_control` at the top level turns on automatic prompt caching.
-    **passthrough(
-        "metadata", "thinking", "service_tier", "cache_control", "container", "mcp_servers", "context_management"
-    ),
+    # Beta-only fields (mcp_servers, context_management, container) are refused: they need an anthropic-beta header.
+    **passthrough("metadata", "thinking", "service_tier", "cache_control"),
+}
+
+# The HTTP status each error type has when Anthropic answers it as a response; an `error` event mid-stream
+# carries only the type.
+ERROR_STATUSES = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
 }
 
 
@@ -209,7 +223,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                 reason = "stop"
             return [UsageEvent(self._usage), Finish(reason, self._raw_stop)]
         if kind == "error":
-            status = 529 if (data.get("error") or {}).get("type") == "overloaded_error" else 500
+            status = ERROR_STATUSES.get((data.get("error") or {}).get("type", ""), 500)
             return [StreamError(self._adapter.map_error(status, data, {}))]
         return []
 

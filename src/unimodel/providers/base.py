@@ -19,6 +19,7 @@ from ..protocol import (
     ChatResult,
     InvalidRequest,
     NotFound,
+    PaymentRequired,
     PermissionDenied,
     RateLimited,
     StreamEvent,
@@ -123,6 +124,8 @@ class ProviderAdapter(ABC):
                 code="provider_auth_failed",
                 **kwargs,
             )
+        if status == 402:
+            return PaymentRequired(f"Provider '{self.name}' refused the request for billing: {detail}", **kwargs)
         if status == 403:
             return PermissionDenied(msg, **kwargs)
         if status == 404:
