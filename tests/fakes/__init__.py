@@ -1,10 +1,10 @@
 """Faithful fake provider servers (OpenAI Chat Completions, Anthropic Messages) for the test-suite.
 
-from fakes import FakeReply, FakeScript, LiveServer, create_openai_app
+Usage (inside the test-suite, which imports this package as ``tests.fakes``)::
 
-script = FakeScript(FakeReply(text="Hi"))
-with LiveServer(create_openai_app(script)) as server:
-    ...  # point the gateway (or an SDK) at server.url
+    script = FakeScript(FakeReply(text="Hi"))
+    with LiveServer(create_openai_app(script)) as server:
+        ...  # point the gateway (or an SDK) at server.url, then inspect script.requests
 """
 
 from .anthropic_fake import create_anthropic_app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from .anthropic_validate import AnthropicError, merge_turns, thinking_enabled, validate_messages_request
 from .common import (
     EventStreamResponse,
+    cut_at_stop,
     example_from_schema,
     fake_id,
     fragments,
@@ -30,13 +32,13 @@ from .common import (
     truncate_words,
     word_count,
 )
-from .openai_fake import cut_at_stop
 from .script import FakeReply, FakeScript, RecordedRequest
 
 __all__ = ["API_VERSIONS", "DEFAULT_MODELS", "create_anthropic_app"]
 
-API_VERSIONS = ("2023-06-01", "2023-01-01")
-DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest", "claude-3-7-sonnet-latest")
+API_VERSIONS = ("2023-06-01", "2023-01-01")  # documented; later dated versions (SDK 2.x) are accepted too
+_DATED = re.compile(r"^20\d\d-[01]\d-[0-3]\d$")
+DEFAULT_MODELS = ("claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-5", "claude-sonnet-4-5")
 DEFAULT_THINKING = "Let me think about how to answer this."
 
 _SCRIPTED_ERRORS: Mapping[int, tuple[str, str]] = {
@@ -97,7 +99,11 @@ def create_anthropic_app(script: FakeScript | None = None) -> Starlette:
 
 
 def _check_headers(recorded: RecordedRequest, script: FakeScript) -> None:
+    """``x-api-key`` (documented) or ``Authorization: Bearer`` (what SDK 2.x sends), then the version."""
     key = recorded.header("x-api-key")
+    bearer = recorded.header("authorization") or ""
+    if not key and bearer.startswith("Bearer "):
+        key = bearer[7:].strip()
     if not key:
         raise AnthropicError("x-api-key header is required", status=401, type="authentication_error")
     if script.api_key is not None and key != script.api_key:
@@ -105,7 +111,7 @@ def _check_headers(recorded: RecordedRequest, script: FakeScript) -> None:
     version = recorded.header("anthropic-version")
     if not version:
         raise AnthropicError("anthropic-version: header is required")
-    if version not in API_VERSIONS:
+    if version not in API_VERSIONS and not (_DATED.match(version) and version > API_VERSIONS[0]):
         raise AnthropicError(f"anthropic-version: invalid version '{version}'")
 
 

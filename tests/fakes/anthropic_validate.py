@@ -32,10 +32,10 @@ BLOCK_TAGS = (
 )  # fmt: skip
 BLOCK_KEYS: Mapping[str, frozenset[str]] = {
     "text": frozenset({"type", "text", "cache_control", "citations"}),
-    "image": frozenset({"type", "source", "cache_control"}),
+    "image": frozenset({"type", "source", "cache_control", "transformations"}),
     "document": frozenset({"type", "source", "cache_control", "citations", "context", "title"}),
-    "tool_use": frozenset({"type", "id", "name", "input", "cache_control", "caller"}),
-    "tool_result": frozenset({"type", "tool_use_id", "content", "is_error", "cache_control"}),
+    "tool_use": frozenset({"type", "id", "name", "input", "cache_control", "caller", "toolset_name"}),
+    "tool_result": frozenset({"type", "tool_use_id", "content", "is_error", "cache_control", "toolset_name"}),
     "thinking": frozenset({"type", "thinking", "signature"}),
     "redacted_thinking": frozenset({"type", "data"}),
 }
@@ -296,12 +296,17 @@ def _validate_message(index: int, message: Any, *, is_last: bool) -> None:
     if isinstance(content, str):
         if not content and not final_assistant:
             raise _err(path, ALL_NONEMPTY)
+        if final_assistant and content != content.rstrip():
+            raise _err("messages", "final assistant content cannot end with trailing whitespace")
         return
     blocks = want_list(f"{path}.content", content)
     if not blocks and not final_assistant:
         raise _err(path, ALL_NONEMPTY)
     for j, block in enumerate(blocks):
         _validate_block(f"{path}.content.{j}", role, block)
+    last = blocks[-1] if blocks else None
+    if final_assistant and last is not None and last["type"] == "text" and last["text"] != last["text"].rstrip():
+        raise _err("messages", "final assistant content cannot end with trailing whitespace")
 
 
 def _validate_block(path: str, role: str, block: Any) -> None:

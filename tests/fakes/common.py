@@ -18,6 +18,7 @@ from .script import FakeScript, RecordedRequest
 
 __all__ = [
     "EventStreamResponse",
+    "cut_at_stop",
     "example_from_schema",
     "fake_id",
     "fragments",
@@ -116,6 +117,18 @@ def fake_id(prefix: str, serial: int, length: int = 24) -> str:
 
 def retry_after_value(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """Truncate at the earliest stop sequence (excluded from the output, as the providers do)."""
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        at = text.find(stop) if stop else -1
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, stop)
+    if best is None:
+        return text, None
+    return text[: best[0]], best[1]
 
 
 def example_from_schema(schema: Any, depth: int = 0) -> Any:

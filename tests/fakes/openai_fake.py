@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from .common import (
     EventStreamResponse,
+    cut_at_stop,
     example_from_schema,
     fake_id,
     fragments,
@@ -264,18 +265,6 @@ def _stops(body: Mapping[str, Any]) -> list[str]:
     if isinstance(stop, str):
         return [stop]
     return [s for s in stop or [] if s]
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """Truncate at the earliest stop sequence (excluded from the output, as the providers do)."""
-    best: tuple[int, str] | None = None
-    for stop in stops:
-        at = text.find(stop) if stop else -1
-        if at >= 0 and (best is None or at < best[0]):
-            best = (at, stop)
-    if best is None:
-        return text, None
-    return text[: best[0]], best[1]
 
 
 def _prompt_tokens(body: Mapping[str, Any]) -> int:
