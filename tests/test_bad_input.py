@@ -142,3 +142,15 @@ def test_default_body_limit_is_20_mb(gateway: LiveServer) -> None:
     big = b'{"input": "' + b"a" * (20 * 1024 * 1024 + 1) + b'"}'
     r = post(gateway, V2, big)
     assert r.status_code == 413
+
+
+def test_unknown_routes_and_methods_answer_in_the_surface_error_shape(gateway: LiveServer) -> None:
+    r = httpx.get(gateway.url + "/models/v2/openai/gpt-4o")
+    assert r.status_code == 405
+    assert r.json()["code"] == "method_not_allowed" and "POST" in r.json()["error"]
+    r = httpx.post(gateway.url + "/nowhere")
+    assert r.status_code == 404
+    assert r.json()["output"] is None and "/nowhere" in r.json()["error"]
+    r = httpx.get(gateway.url + "/v1/chat/completions")
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "method_not_allowed"

@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 import httpx
 from pydantic_core import to_json
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
 from ..config import Settings
+from ..frontends import bytez_v2, openai_compat
+from ..protocol import NotFound, UnimodelError
 from . import routes_openai, routes_v2
-from .http import json_response
+from .http import error_response, json_response
 from .openapi import build_openapi
 from .service import Gateway
 
@@ -50,6 +53,21 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
         yield
         await gateway.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "another method")
+            error = UnimodelError(
+                f"{request.method} is not allowed on {request.url.path}; use {allowed}.",
+                status=405,
+                code="method_not_allowed",
+            )
+        else:
+            error = NotFound(f"No route for {request.method} {request.url.path}; see /openapi.json.")
+        if request.url.path.startswith(routes_openai.PREFIXES):
+            return error_response(error, openai_compat.error_body)
+        return error_response(error, bytez_v2.error_body)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.gateway = gateway
     return app
