@@ -202,3 +202,38 @@ def test_openai_sdk_raises_typed_errors(gateway: LiveServer, openai_fake: Fake) 
 def test_openai_sdk_lists_models(gateway: LiveServer) -> None:
     ids = [m.id for m in openai_client(gateway, "x").models.list()]
     assert "openai/gpt-4o-mini" in ids and "anthropic/claude-sonnet-4-5" in ids
+
+
+def test_anthropic_thinking_survives_a_tool_turn_through_the_openai_sdk(
+    gateway: LiveServer, anthropic_fake: Fake
+) -> None:
+    anthropic_fake.script.push(
+        FakeReply(thinking="The user wants weather; call the tool.", tool_calls=[("get_weather", {"city": "Oslo"})]),
+        FakeReply(text="It is sunny in Oslo."),
+    )
+    client = openai_client(gateway, ANTHROPIC_KEY)
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    messages: list[dict[str, object]] = [{"role": "user", "content": "Weather in Oslo?"}]
+    first = client.chat.completions.create(
+        model="anthropic/claude-sonnet-4-5",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        max_tokens=2048,
+        extra_body=thinking,  # type: ignore[arg-type,list-item]
+    )
+    message = first.choices[0].message.model_dump(exclude_none=True)
+    assert message["reasoning_content"] == "The user wants weather; call the tool."
+    block = message["thinking_blocks"][0]
+    assert block["type"] == "thinking" and block["signature"]
+    messages += [message, {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "sunny"}]
+    second = client.chat.completions.create(
+        model="anthropic/claude-sonnet-4-5",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        max_tokens=2048,
+        extra_body=thinking,  # type: ignore[arg-type,list-item]
+    )
+    assert second.choices[0].message.content == "It is sunny in Oslo."
+    replayed = anthropic_fake.script.last_request.json["messages"][1]["content"]
+    assert replayed[0] == {"type": "thinking", "thinking": block["thinking"], "signature": block["signature"]}
+    assert replayed[1]["type"] == "tool_use"

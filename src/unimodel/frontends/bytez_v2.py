@@ -22,6 +22,7 @@ from ..protocol import (
 from .wire import (
     ChatParams,
     WireMessage,
+    assistant_json,
     invalid_request,
     to_generation_params,
     to_messages,
@@ -100,14 +101,7 @@ def _messages(wire: RunRequest) -> tuple[Message, ...]:
 
 
 def encode_result(result: ChatResult) -> bytes:
-    output: dict[str, Any] = {"role": "assistant", "content": result.text}
-    if result.tool_calls:
-        output["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in result.tool_calls
-        ]
-    if result.reasoning:
-        output["reasoning"] = result.reasoning
+    output = assistant_json(result.text, result.tool_calls, result.reasoning, result.reasoning_parts)
     return to_json({"error": None, "output": output, "provider": result.raw})
 
 

@@ -17,6 +17,7 @@ from ..protocol import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    ReasoningPart,
     StreamError,
     StreamEvent,
     StreamStart,
@@ -29,7 +30,9 @@ from ..protocol import (
 from .wire import (
     ChatParams,
     WireMessage,
+    assistant_json,
     invalid_request,
+    thinking_block_json,
     to_generation_params,
     to_messages,
     to_response_format,
@@ -112,14 +115,8 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 
 
 def encode_result(result: ChatResult, model_id: str) -> bytes:
-    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
-    if result.reasoning:
-        message["reasoning_content"] = result.reasoning
-    if result.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in result.tool_calls
-        ]
+    message = assistant_json(result.text, result.tool_calls, result.reasoning, result.reasoning_parts)
+    message["refusal"] = None
     return to_json(
         {
             "id": _completion_id(result.id),
@@ -179,10 +176,16 @@ async def encode_stream(events: AsyncIterator[StreamEvent], model_id: str, inclu
             if event.name is not None:
                 fn["name"] = event.name
             call["function"] = fn
+            if event.signature:
+                call["extra_content"] = {"google": {"thought_signature": event.signature}}
             yield chunk({"tool_calls": [call]})
         elif isinstance(event, ReasoningDelta):
-            if event.text:
+            if event.redacted:
+                yield chunk({"thinking_blocks": [thinking_block_json(ReasoningPart(event.text, redacted=True))]})
+            elif event.text:
                 yield chunk({"reasoning_content": event.text})
+            if event.signature:  # closes the reasoning block streamed so far
+                yield chunk({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": event.signature}]})
         elif isinstance(event, UsageEvent):
             usage = event.usage
         elif isinstance(event, Finish):

@@ -13,6 +13,7 @@ from ..protocol import (
     InvalidRequest,
     Message,
     Part,
+    ReasoningPart,
     ResponseFormat,
     TextPart,
     Tool,
@@ -68,6 +69,24 @@ class ToolCall(BaseModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    # Google's OpenAI-compatible convention for a call's thought signature: {"google": {"thought_signature": …}}
+    extra_content: dict[str, Any] | None = None
+
+    def signature(self) -> str | None:
+        google = (self.extra_content or {}).get("google")
+        value = google.get("thought_signature") if isinstance(google, dict) else None
+        return value if isinstance(value, str) else None
+
+
+class ThinkingBlock(BaseModel):
+    """A reasoning block with its signature, as returned in `thinking_blocks` (LiteLLM's convention)."""
+
+    model_config = ConfigDict(strict=True)
+
+    type: Literal["thinking", "redacted_thinking"]
+    thinking: str = ""
+    signature: str | None = None
+    data: str | None = None
 
 
 class WireMessage(BaseModel):
@@ -78,6 +97,8 @@ class WireMessage(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    reasoning_content: str | None = None
+    thinking_blocks: list[ThinkingBlock] | None = None
 
 
 class FunctionDef(BaseModel):
@@ -225,10 +246,12 @@ def to_messages(messages: list[WireMessage]) -> tuple[Message, ...]:
             out.append(Message("tool", (ToolResultPart(m.tool_call_id, result, name=m.name),)))
             continue
         if m.role == "assistant":
-            calls = tuple(ToolCallPart(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
+            calls = tuple(
+                ToolCallPart(c.id, c.function.name, c.function.arguments, c.signature()) for c in m.tool_calls or ()
+            )
             if not parts and not calls:
                 raise InvalidRequest(f"{where}: an assistant message needs content or tool_calls.", param=where)
-            out.append(Message("assistant", (*parts, *calls), name=m.name))
+            out.append(Message("assistant", (*_reasoning_parts(m), *parts, *calls), name=m.name))
             continue
         if m.tool_calls:
             raise InvalidRequest(f"{where}: only assistant messages carry tool_calls.", param=f"{where}.tool_calls")
@@ -237,6 +260,51 @@ def to_messages(messages: list[WireMessage]) -> tuple[Message, ...]:
         role = "system" if m.role == "developer" else m.role
         out.append(Message(role, parts, name=m.name))
     return tuple(out)
+
+
+def _reasoning_parts(m: WireMessage) -> tuple[ReasoningPart, ...]:
+    """Signed blocks from `thinking_blocks` win; plain `reasoning_content` is kept unsigned."""
+    if m.thinking_blocks:
+        return tuple(
+            ReasoningPart(b.data or "", redacted=True)
+            if b.type == "redacted_thinking"
+            else ReasoningPart(b.thinking, b.signature)
+            for b in m.thinking_blocks
+        )
+    if m.reasoning_content:
+        return (ReasoningPart(m.reasoning_content),)
+    return ()
+
+
+def assistant_json(
+    text: str | None, tool_calls: list[ToolCallPart], reasoning: str | None, reasoning_parts: list[ReasoningPart]
+) -> dict[str, Any]:
+    """An assistant message in the OpenAI shape both surfaces answer with (plus reasoning and signatures)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if any(p.signature or p.redacted for p in reasoning_parts):
+        message["thinking_blocks"] = [thinking_block_json(p) for p in reasoning_parts]
+    if tool_calls:
+        message["tool_calls"] = [tool_call_json(c) for c in tool_calls]
+    return message
+
+
+def thinking_block_json(part: ReasoningPart) -> dict[str, Any]:
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.text}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def tool_call_json(call: ToolCallPart) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    if call.signature:
+        out["extra_content"] = {"google": {"thought_signature": call.signature}}
+    return out
 
 
 def _content_parts(content: str | list[Any] | None, where: str) -> tuple[Part, ...]:

@@ -27,11 +27,16 @@ class ImagePart:
 
 @dataclass(slots=True, frozen=True)
 class ToolCallPart:
-    """A call the assistant made. `arguments` is the JSON text of the arguments object."""
+    """A call the assistant made. `arguments` is the JSON text of the arguments object.
+
+    `signature` is an opaque token some providers attach to a call and need back on the next turn
+    (Gemini's `thoughtSignature`).
+    """
 
     id: str
     name: str
     arguments: str
+    signature: str | None = None
     type: Literal["tool_call"] = "tool_call"
 
 
@@ -48,7 +53,10 @@ class ToolResultPart:
 
 @dataclass(slots=True, frozen=True)
 class ReasoningPart:
-    """A model's reasoning (Anthropic thinking, Gemini thoughts); `signature` must be sent back verbatim."""
+    """A model's reasoning (Anthropic thinking, Gemini thoughts); `signature` must be sent back verbatim.
+
+    A redacted block (Anthropic `redacted_thinking`) carries its opaque data in `text` with `redacted=True`.
+    """
 
     text: str
     signature: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import UnimodelError
-from .messages import ToolCallPart
+from .messages import ReasoningPart, ToolCallPart
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]
 
@@ -28,7 +28,8 @@ class ChatResult:
     """A finished chat completion in canonical form.
 
     `raw_finish_reason` is the provider's own word (kept when it maps to `other`); `raw` is the provider's
-    whole response body, returned to v2 clients as `provider`.
+    whole response body, returned to v2 clients as `provider`. `reasoning` is the reasoning text for display;
+    `reasoning_parts` are the blocks with their signatures, which a client sends back on its next turn.
     """
 
     id: str
@@ -36,6 +37,7 @@ class ChatResult:
     text: str | None
     tool_calls: list[ToolCallPart] = field(default_factory=list)
     reasoning: str | None = None
+    reasoning_parts: list[ReasoningPart] = field(default_factory=list)
     finish_reason: FinishReason = "stop"
     raw_finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -58,8 +60,12 @@ class TextDelta:
 
 @dataclass(slots=True, frozen=True)
 class ReasoningDelta:
+    """Reasoning text. A delta with a `signature` closes the current reasoning block; `redacted` carries a
+    redacted block's opaque data in `text`."""
+
     text: str
     signature: str | None = None
+    redacted: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,6 +76,7 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    signature: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -149,7 +149,7 @@ class AnthropicAdapter(ProviderAdapter):
 
     def parse_response(self, body: Any) -> ChatResult:
         texts: list[str] = []
-        reasoning: list[str] = []
+        reasoning: list[ReasoningPart] = []
         calls: list[ToolCallPart] = []
         for block in body.get("content") or []:
             kind = block.get("type")
@@ -160,7 +160,9 @@ class AnthropicAdapter(ProviderAdapter):
             elif kind == "tool_use":
                 calls.append(ToolCallPart(block["id"], block["name"], to_json(block.get("input") or {}).decode()))
             elif kind == "thinking":
-                reasoning.append(block.get("thinking", ""))
+                reasoning.append(ReasoningPart(block.get("thinking", ""), block.get("signature")))
+            elif kind == "redacted_thinking":
+                reasoning.append(ReasoningPart(block.get("data", ""), redacted=True))
         raw = body.get("stop_reason")
         reason = stop_reason(raw)
         if reason == "tool_calls" and not calls:
@@ -170,7 +172,8 @@ class AnthropicAdapter(ProviderAdapter):
             model=body.get("model", ""),
             text="".join(texts) if texts or not calls else None,
             tool_calls=calls,
-            reasoning="".join(reasoning) or None,
+            reasoning="".join(r.text for r in reasoning if not r.redacted) or None,
+            reasoning_parts=reasoning,
             finish_reason=reason,
             raw_finish_reason=raw,
             usage=parse_usage(body.get("usage")),
@@ -240,6 +243,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             return [TextDelta(block["text"])]
         if kind == "thinking" and block.get("thinking"):
             return [ReasoningDelta(block["thinking"])]
+        if kind == "redacted_thinking":
+            return [ReasoningDelta(block.get("data", ""), redacted=True)]
         return []
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
