@@ -71,6 +71,8 @@ class ProviderInfo:
     models: tuple[str, ...] = ()
     key_header: str = "Authorization"
     docs: str = ""
+    # The provider takes images only as inline data: the client fetches http(s) image URLs first (media.py).
+    inline_images: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
