@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -109,7 +109,9 @@ def error_body(error: UnimodelError) -> dict[str, Any]:
     return {"error": error.message, "output": None, "code": error.code}
 
 
-async def encode_stream(events: AsyncIterator[StreamEvent], on_error: Any) -> AsyncIterator[bytes]:
+async def encode_stream(
+    events: AsyncIterator[StreamEvent], on_error: Callable[[UnimodelError], None]
+) -> AsyncIterator[bytes]:
     """Raw UTF-8 text chunks. An error after the first byte can only end the stream: `on_error` logs it."""
     async for event in events:
         if isinstance(event, TextDelta):

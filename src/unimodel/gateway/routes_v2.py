@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pydantic_core import to_json
 from starlette.requests import Request
@@ -19,7 +20,7 @@ log = logging.getLogger("unimodel.gateway")
 v2 = guarded(bytez_v2.error_body)
 
 
-def _log_stream_error(model_id: str) -> object:
+def _log_stream_error(model_id: str) -> Callable[[UnimodelError], None]:
     def on_error(error: UnimodelError) -> None:
         log.warning(
             "stream ended early model=%s status=%s code=%s: %s", model_id, error.status, error.code, error.message
