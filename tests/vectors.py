@@ -7,7 +7,9 @@ A vector holds
 - `upstream_response`: `status`, optional `headers`, and `json` (a body) or `sse` (a list of
   `{"event"?: name, "data": object | "[DONE]"}`) or `sse_raw` (a transcript);
 - `expected`: `result` (a subset of the ChatResult fields), `events` (the canonical stream events) or
-  `error` (`status`, `code`, and optionally `retry_after`).
+  `error` (`status`, `code`, and optionally `retry_after`);
+- optionally `config`: the provider's config keys for this case (Azure's `base_url`, `api_version`), and, for an
+  OpenAI-compatible vendor row, `covers`: the row quirks (vendors.VendorRow.quirks) the case pins.
 """
 
 from __future__ import annotations

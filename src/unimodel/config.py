@@ -7,12 +7,14 @@ file when `--config` is not given.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -30,8 +32,38 @@ class ServerConfig(BaseModel):
     access_log: bool = False
 
 
-class ProviderConfig(BaseModel):
-    """One `[providers.<name>]` table. `base_url` means what it means in the provider's official Python SDK."""
+class VendorFields(BaseModel):
+    """The row of an OpenAI-compatible vendor (built-in rows: `providers/vendors.toml`).
+
+    In a `[providers.<name>]` table each key given replaces the built-in row's value; `compatible` adds a vendor
+    under a new name. `None` means "as the row (or the OpenAI default) says".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    compatible: str | None = Field(
+        default=None, description='Adds a vendor: "openai" (plain OpenAI-compatible) or a built-in vendor to copy.'
+    )
+    models: list[str] | None = Field(default=None, description="Model names to list in the catalog.")
+    auth_header: str | None = Field(default=None, description='The header carrying the key ("authorization").')
+    auth_scheme: str | None = Field(
+        default=None, description='Prefix of the key in that header ("Bearer"; "" for none).'
+    )
+    path: str | None = Field(default=None, description="Appended to base_url; may hold {model} and {api_version}.")
+    api_version_path: str | None = Field(default=None, description="The path used instead when api_version is set.")
+    max_tokens_field: str | None = Field(default=None, description="Where max_tokens goes (max_completion_tokens).")
+    stream_usage: bool | None = Field(default=None, description="Send stream_options.include_usage when streaming.")
+    reasoning_field: str | None = Field(default=None, description="The answer's reasoning text (reasoning_content).")
+    model_prefix: str | None = Field(default=None, description="Prepended to model names that have no '/'.")
+    unsupported: dict[str, str] | list[str] | None = Field(
+        default=None, description="Parameters the vendor refuses (name, or name → reason): a 400 naming them."
+    )
+    params: list[str] | None = Field(default=None, description="Vendor parameters forwarded under their own name.")
+
+
+class ProviderConfig(VendorFields):
+    """One `[providers.<name>]` table. `base_url` means what it means in the provider's official Python SDK
+    (for Azure OpenAI: the resource endpoint, `https://<resource>.openai.azure.com`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,7 +80,58 @@ class ProviderConfig(BaseModel):
     default_max_tokens: int = Field(
         default=4096, ge=1, description="Sent when the caller gives none and the provider requires one."
     )
-    api_version: str | None = Field(default=None, description="A provider API version header, where one applies.")
+    api_version: str | None = Field(
+        default=None, description="A provider API version (Anthropic's header; Azure's dated api-version query)."
+    )
+
+
+class MediaConfig(BaseModel):
+    """`[media]`: fetching image URLs for providers that take only inline data (providers/media.py).
+
+    Loopback, private, link-local, metadata and other non-public addresses are refused unless `allow_hosts`
+    names them; allow-listed targets may also use any port.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description='Addresses, CIDRs or host names ("*.example.com" for subdomains) fetched even when not public.',
+    )
+    ports: list[int] = Field(default_factory=lambda: [80, 443], description="Ports allowed for any public host.")
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Largest image fetched.")
+    max_total_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="All images of one request together.")
+    max_images: int = Field(default=16, ge=0, description="Image URLs fetched for one request.")
+    timeout_s: float = Field(default=10.0, gt=0, description="Whole fetch of one image, redirects included.")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_redirects: int = Field(default=3, ge=0, le=20)
+    max_concurrency: int = Field(default=4, ge=1, description="Images of one request fetched at once.")
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _check_hosts(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not _ALLOW_ENTRY.fullmatch(entry):
+                raise ValueError(
+                    f"'{entry}' is neither an address, a CIDR (10.0.0.0/8) nor a host name (images.internal, *.example.com)"
+                )
+            if any(c in entry for c in ":/") or entry.replace(".", "").isdigit():
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"'{entry}' is not a valid address or CIDR: {exc}") from None
+        return [e.lower().rstrip(".") for e in entries]
+
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a TCP port")
+        return ports
+
+
+_ALLOW_ENTRY = re.compile(r"(\*\.)?[A-Za-z0-9_.:/-]+")
 
 
 class Settings(BaseSettings):
@@ -61,6 +144,7 @@ class Settings(BaseSettings):
 
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    media: MediaConfig = MediaConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -73,6 +157,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file arrives as init kwargs; the environment overrides it.
         return (env_settings, init_settings)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        from .providers.registry import config_problems  # the registry knows the providers; it imports this module
+
+        problems = [problem for name, cfg in providers.items() for problem in config_problems(name, cfg)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return providers
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider's table, or the defaults when the config has none."""
@@ -109,5 +203,6 @@ def _describe(exc: ValidationError, path: str | Path | None) -> str:
     lines = [f"Invalid configuration{where}:"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ProviderConfig
 from ..protocol import ModelNotFound
-from ..providers import ADAPTERS
+from ..providers.registry import provider_models, provider_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,10 +18,17 @@ class Route:
 
 
 class Catalog:
-    """Routes `provider/model` ids to closed providers. (Open models join the catalog with the runtime.)"""
+    """Routes `provider/model` ids to closed providers. (Open models join the catalog with the runtime.)
 
-    def __init__(self, providers: list[str] | None = None) -> None:
-        self.providers = sorted(providers if providers is not None else ADAPTERS)
+    Every provider name is a prefix: the adapter modules, the OpenAI-compatible vendor rows, and the vendors the
+    config adds (`providers`: the config's `[providers.<name>]` tables). A model a provider does not list still
+    routes; the provider says whether it exists.
+    """
+
+    def __init__(self, providers: Mapping[str, ProviderConfig] | None = None) -> None:
+        configured = providers or {}
+        self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
+        self.providers = sorted(self._models)
 
     def resolve(self, model_id: str) -> Route:
         provider, sep, model = model_id.partition("/")
@@ -28,7 +37,7 @@ class Catalog:
         return Route(provider, model)
 
     def closed_model_ids(self) -> list[str]:
-        return [f"{p}/{m}" for p in self.providers for m in ADAPTERS[p].info.models]
+        return [f"{p}/{m}" for p in self.providers for m in self._models[p]]
 
     def list_models(self, task: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
         if task is not None and task not in self.tasks():

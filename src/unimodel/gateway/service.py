@@ -9,21 +9,23 @@ import httpx
 from ..config import Settings
 from ..protocol import AuthenticationError, ChatRequest, ChatResult, StreamEvent
 from ..providers import ProviderClient, create_adapter
+from ..providers.media import MediaFetcher
 from .catalog import Catalog, Route
 
 
 class Gateway:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
-        self.catalog = Catalog()
+        self.catalog = Catalog(settings.providers)
         self._transport = transport
         self._clients: dict[str, ProviderClient] = {}
+        self._media = MediaFetcher(settings.media)  # makes no connection until a provider needs an image fetched
 
     def client(self, provider: str) -> ProviderClient:
         client = self._clients.get(provider)
         if client is None:
             adapter = create_adapter(provider, self.settings.provider(provider))
-            client = self._clients[provider] = ProviderClient(adapter, self._transport)
+            client = self._clients[provider] = ProviderClient(adapter, self._transport, self._media)
         return client
 
     def provider_key(self, route: Route, headers: Mapping[str, str]) -> str:
@@ -50,3 +52,4 @@ class Gateway:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        await self._media.aclose()

@@ -88,6 +88,10 @@ class ProviderAdapter(ABC):
     def name(self) -> str:
         return self.info.name
 
+    def reads_url(self, url: str) -> bool:
+        """True for an image URL the provider fetches itself (Gemini's Files API, gs://), so the gateway must not."""
+        return False
+
     @abstractmethod
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         """The upstream HTTP request for a canonical request."""
@@ -119,7 +123,7 @@ class ProviderAdapter(ABC):
         retry_after = parse_retry_after(headers.get("retry-after"))
         kwargs: dict[str, Any] = {"provider": self.name, "provider_body": body, "retry_after": retry_after}
         if status == 400 or status == 422:
-            return InvalidRequest(msg, status=status, code="upstream_invalid_request", **kwargs)
+            return InvalidRequest(msg, status=400, code="upstream_invalid_request", **kwargs)
         if status == 401:
             return AuthenticationError(
                 f"Provider '{self.name}' rejected the provider key: {detail}",

@@ -101,6 +101,8 @@ class OpenAIAdapter(ProviderAdapter):
         docs="https://platform.openai.com/docs/api-reference/chat",
     )
     params: ClassVar[ParamTable] = OPENAI_PARAMS
+    # Where an answer carries reasoning text (a message field, and a stream delta field); compatible vendors differ.
+    reasoning_key: ClassVar[str] = "reasoning_content"
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}
@@ -143,7 +145,7 @@ class OpenAIAdapter(ProviderAdapter):
             model=body.get("model", ""),
             text=text,
             tool_calls=calls,
-            reasoning=message.get("reasoning_content"),
+            reasoning=message.get(self.reasoning_key),
             finish_reason=mapped,
             raw_finish_reason=reason,
             usage=parse_usage(body.get("usage")),
@@ -151,7 +153,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
-        return OpenAIStreamDecoder(self)
+        return OpenAIStreamDecoder(self, self.reasoning_key)
 
     def map_error(self, status: int, body: Any, headers: Mapping[str, str]) -> UnimodelError:
         error = super().map_error(status, body, headers)
@@ -162,8 +164,9 @@ class OpenAIAdapter(ProviderAdapter):
 
 
 class OpenAIStreamDecoder(StreamDecoder):
-    def __init__(self, adapter: ProviderAdapter) -> None:
+    def __init__(self, adapter: ProviderAdapter, reasoning_key: str = "reasoning_content") -> None:
         self._adapter = adapter
+        self._reasoning_key = reasoning_key
         self._started = False
         self._finish: Finish | None = None
         self._done = False
@@ -190,8 +193,8 @@ class OpenAIStreamDecoder(StreamDecoder):
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out.append(ReasoningDelta(delta["reasoning_content"]))
+            if delta.get(self._reasoning_key):
+                out.append(ReasoningDelta(delta[self._reasoning_key]))
             if delta.get("content"):
                 self._text = True
                 out.append(TextDelta(delta["content"]))
