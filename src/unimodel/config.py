@@ -12,9 +12,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -131,6 +131,59 @@ class MediaConfig(BaseModel):
         return ports
 
 
+class OpenModelConfig(BaseModel):
+    """One `[[models]]` table: an open model unimodel runs itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, description="The model id clients call, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
+    task: str = Field(default="chat", description="chat, text-generation, feature-extraction, fill-mask, …")
+    runtime: Literal["llama.cpp", "transformers", "command"] = "transformers"
+    path: str | None = Field(default=None, description="A local file or folder; the Hugging Face id when absent.")
+    min_instances: int = Field(default=0, ge=0)
+    max_instances: int = Field(default=1, ge=1)
+    instance_concurrency: int = Field(default=1, ge=1, description="Requests one instance serves at once.")
+    idle_timeout_s: float = Field(default=600.0, ge=0, description="Scale to zero after this long without requests.")
+    start_timeout_s: float = Field(default=180.0, gt=0, description="An instance not ready by then has failed.")
+    queue_size: int = Field(default=256, ge=1, description="Requests that may wait for capacity; more get a 503.")
+    queue_timeout_s: float = Field(default=300.0, gt=0, description="Longest wait for capacity; then a 503.")
+    command: str | None = Field(
+        default=None, description="runtime = command: the server to launch, with {port}, {model} and {path}."
+    )
+    health_path: str = Field(default="/health", description="runtime = command: the URL path that says ready.")
+    engine_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Passed to the engine (llama.cpp: n_ctx, n_threads; transformers: dtype)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OpenModelConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"model '{self.id}': min_instances ({self.min_instances}) > max_instances ({self.max_instances})"
+            )
+        if self.runtime == "command" and not self.command:
+            raise ValueError(f"model '{self.id}': runtime = \"command\" needs a command template")
+        return self
+
+
+class RuntimeConfig(BaseModel):
+    """`[runtime]`: how open-model instances run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local"] = "local"
+    default_models: bool = Field(
+        default=True, description="Offer the bundled SmolLM2-135M-Instruct and all-MiniLM-L6-v2 when installed."
+    )
+    log_dir: str | None = Field(default=None, description="Instance logs; a temporary folder when unset.")
+    tick_s: float = Field(default=1.0, gt=0, description="How often the autoscaler looks at the load.")
+    stable_window_s: float = Field(default=60.0, gt=0)
+    panic_window_s: float = Field(default=6.0, gt=0)
+    panic_threshold: float = Field(default=2.0, gt=1)
+    target_utilization: float = Field(default=1.0, gt=0, le=1, description="Share of instance_concurrency to aim at.")
+    drain_timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for a draining instance.")
+
+
 _ALLOW_ENTRY = re.compile(r"(\*\.)?[A-Za-z0-9_.:/-]+")
 
 
@@ -145,6 +198,8 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     media: MediaConfig = MediaConfig()
+    models: list[OpenModelConfig] = Field(default_factory=list)
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @classmethod
     def settings_customise_sources(
