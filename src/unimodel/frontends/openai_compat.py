@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from ..protocol import (
     ChatRequest,
     ChatResult,
     Finish,
     FinishReason,
+    InvalidRequest,
     ReasoningDelta,
     ReasoningPart,
     StreamError,
@@ -59,6 +60,17 @@ class DecodedChat:
     model_id: str
     request: ChatRequest
     include_usage: bool
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body, or a 400 saying what is wrong with it."""
+    try:
+        value = from_json(body)
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", param="body") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("body: expected a JSON object.", param="body")
+    return value
 
 
 def decode_chat(body: bytes) -> DecodedChat:

@@ -17,15 +17,19 @@ from .. import __version__
 from ..config import Settings
 from ..frontends import bytez_v2, openai_compat
 from ..protocol import NotFound, UnimodelError
-from . import routes_openai, routes_v2
+from ..runtime.backend import Backend
+from . import routes_clusters, routes_openai, routes_v2
 from .http import error_response, json_response
 from .openapi import build_openapi
 from .service import Gateway
 
 
-def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    """The unimodel server. `transport` replaces the upstream HTTP transport (tests use it for fakes)."""
-    gateway = Gateway(settings, transport)
+def create_app(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None, backend: Backend | None = None
+) -> Starlette:
+    """The unimodel server. `transport` replaces the upstream HTTP transport (tests use it for fakes);
+    `backend` replaces how open-model instances are started."""
+    gateway = Gateway(settings, transport, backend)
     openapi = to_json(build_openapi())
 
     async def index(request: Request) -> Response:
@@ -45,13 +49,18 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", healthz, methods=["GET"]),
         *routes_openai.routes(gateway),
+        # Starlette takes the first route matching path AND method, so list/* win over /models/v2/{modelId}.
         *routes_v2.routes(gateway),
+        *routes_clusters.routes(gateway),
     ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await gateway.aclose()
+        await gateway.open.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

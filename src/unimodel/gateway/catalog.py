@@ -25,7 +25,10 @@ class Catalog:
     routes; the provider says whether it exists.
     """
 
-    def __init__(self, providers: Mapping[str, ProviderConfig] | None = None) -> None:
+    def __init__(
+        self, providers: Mapping[str, ProviderConfig] | None = None, open_models: Mapping[str, str] | None = None
+    ) -> None:
+        self.open_models = dict(open_models or {})  # model id -> task
         configured = providers or {}
         self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
         self.providers = sorted(self._models)
@@ -40,18 +43,25 @@ class Catalog:
         return [f"{p}/{m}" for p in self.providers for m in self._models[p]]
 
     def list_models(self, task: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
-        if task is not None and task not in self.tasks():
-            return []
+        entries = [_open_entry(m, t) for m, t in self.open_models.items()]
         if model_id is not None:
-            try:
-                self.resolve(model_id)
-            except ModelNotFound:
-                return []
-            return [_closed_entry(model_id)]
-        return [_closed_entry(m) for m in self.closed_model_ids()]
+            if model_id not in self.open_models:
+                try:
+                    self.resolve(model_id)
+                except ModelNotFound:
+                    return []
+                entries = [_closed_entry(model_id)]
+            entries = [e for e in entries if e["modelId"] == model_id]
+        else:
+            entries += [_closed_entry(m) for m in self.closed_model_ids()]
+        return [e for e in entries if task is None or e["task"] == task]
 
     def tasks(self) -> list[str]:
-        return ["chat"]
+        return sorted({"chat", *self.open_models.values()})
+
+
+def _open_entry(model_id: str, task: str) -> dict[str, Any]:
+    return {"modelId": model_id, "task": task, "params": None, "ramRequired": None, "meter": "cpu", "meterPrice": None}
 
 
 def _closed_entry(model_id: str) -> dict[str, Any]:

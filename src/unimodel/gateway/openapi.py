@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 from .. import __version__
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
+from .routes_clusters import ClusterBody
 from .routes_openai import PREFIXES
 
 _REF = "#/components/schemas/{model}"
@@ -51,15 +52,58 @@ def _responses(ok: dict[str, Any], error_ref: str, statuses: tuple[int, ...]) ->
 
 
 def build_openapi() -> dict[str, Any]:
-    _, defs = models_json_schema([(RunRequest, "validation"), (ChatCompletionRequest, "validation")], ref_template=_REF)
+    _, defs = models_json_schema(
+        [(RunRequest, "validation"), (ChatCompletionRequest, "validation"), (ClusterBody, "validation")],
+        ref_template=_REF,
+    )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["V2Envelope"] = V2_ENVELOPE
     schemas["OpenAIError"] = OPENAI_ERROR
     run_errors = (400, 401, 403, 404, 413, 429, 502, 503, 504)
     v2_env = "#/components/schemas/V2Envelope"
     oai_err = "#/components/schemas/OpenAIError"
+    model_param = {"name": "modelId", "in": "path", "required": True, "schema": {"type": "string"}}
+    cluster_body = {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClusterBody"}}},
+    }
+    cluster_ok = {"description": "The envelope", "content": {"application/json": {"schema": {"$ref": v2_env}}}}
+    cluster_errors = (400, 404, 413)
     paths: dict[str, Any] = {
+        "/models/v2/list/clusters": {
+            "get": {
+                "summary": "Every open model's cluster status",
+                "operationId": "listClusters",
+                "responses": _responses(cluster_ok, v2_env, ()),
+            }
+        },
         "/models/v2/{modelId}": {
+            "get": {
+                "summary": "An open model's cluster status",
+                "operationId": "getCluster",
+                "parameters": [model_param],
+                "responses": _responses(cluster_ok, v2_env, (404,)),
+            },
+            "put": {
+                "summary": "Configure an open model's cluster (timeout in minutes, capacity)",
+                "operationId": "putCluster",
+                "parameters": [model_param],
+                "requestBody": cluster_body,
+                "responses": {**_responses(cluster_ok, v2_env, cluster_errors), "202": cluster_ok},
+            },
+            "patch": {
+                "summary": "Change an open model's cluster, or turn it on or off",
+                "operationId": "patchCluster",
+                "parameters": [model_param],
+                "requestBody": cluster_body,
+                "responses": _responses(cluster_ok, v2_env, cluster_errors),
+            },
+            "delete": {
+                "summary": "Stop an open model's instances",
+                "operationId": "deleteCluster",
+                "parameters": [model_param],
+                "responses": _responses(cluster_ok, v2_env, (404,)),
+            },
             "post": {
                 "summary": "Run a model",
                 "operationId": "runModel",
@@ -79,7 +123,7 @@ def build_openapi() -> dict[str, Any]:
                     v2_env,
                     run_errors,
                 ),
-            }
+            },
         },
         "/models/v2/list/models": {
             "get": {
@@ -129,6 +173,17 @@ def build_openapi() -> dict[str, Any]:
                 ),
             }
         }
+        for name in ("completions", "embeddings"):
+            paths[f"{prefix}/{name}"] = {
+                "post": {
+                    "summary": f"OpenAI-compatible {name} (open models)",
+                    "operationId": f"{name}_{tag}",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": _responses(
+                        {"description": name, "content": {"application/json": {}}}, oai_err, (400, 404, 413, 502, 503)
+                    ),
+                }
+            }
         paths[f"{prefix}/models"] = {
             "get": {
                 "summary": "OpenAI-compatible model list",

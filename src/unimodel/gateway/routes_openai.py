@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -9,6 +10,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..frontends import openai_compat
+from ..protocol import InvalidRequest
+from . import routes_open
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -23,6 +26,8 @@ def routes(gateway: Gateway) -> list[Route]:
         """OpenAI chat completions; `model` is a unimodel model id such as `anthropic/claude-sonnet-4-5`."""
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         decoded = openai_compat.decode_chat(body)
+        if gateway.open.has(decoded.model_id):
+            return await routes_open.openai_chat(gateway.open, decoded)
         route = gateway.catalog.resolve(decoded.model_id)
         chat = replace(decoded.request, model=route.model)
         key = gateway.provider_key(route, request.headers)
@@ -39,10 +44,35 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @openai
     async def list_models(request: Request) -> Response:
-        return json_response(openai_compat.encode_models(gateway.catalog.closed_model_ids()))
+        return json_response(openai_compat.encode_models([*gateway.open.specs, *gateway.catalog.closed_model_ids()]))
+
+    def native(path: str, what: str) -> Callable[[Request], Awaitable[Response]]:
+        @openai
+        async def endpoint(request: Request) -> Response:
+            """OpenAI completions or embeddings; open models serve them natively."""
+            body = await read_body(request, gateway.settings.server.max_body_bytes)
+            payload = openai_compat.decode_object(body)
+            model_id = payload.get("model")
+            if not isinstance(model_id, str) or not model_id:
+                raise InvalidRequest("model: this field is required.", param="model")
+            if payload.get("stream"):
+                raise InvalidRequest(f"Streaming {what} is not supported yet; use chat completions.", param="stream")
+            if gateway.open.has(model_id):
+                return await routes_open.openai_passthrough(gateway.open, path, model_id, payload)
+            gateway.catalog.resolve(model_id)  # an unknown id is a 404
+            raise InvalidRequest(
+                f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"
+            )
+
+        return endpoint
+
+    completions = native("/v1/completions", "completions")
+    embeddings = native("/v1/embeddings", "embeddings")
 
     out: list[Route] = []
     for prefix in PREFIXES:
         out.append(Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]))
         out.append(Route(f"{prefix}/models", list_models, methods=["GET"]))
+        out.append(Route(f"{prefix}/completions", completions, methods=["POST"]))
+        out.append(Route(f"{prefix}/embeddings", embeddings, methods=["POST"]))
     return out

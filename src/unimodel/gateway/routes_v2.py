@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from ..frontends import bytez_v2
 from ..protocol import UnimodelError
+from . import routes_open
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -34,6 +35,9 @@ def routes(gateway: Gateway) -> list[Route]:
     async def run_model(request: Request) -> Response:
         """Run a model: the SDK body (`input`, `params`, `stream`) or the HTTP body (`messages`/`text`)."""
         model_id = request.path_params["model_id"]
+        if gateway.open.has(model_id):  # a configured open model wins over a provider prefix
+            body = await read_body(request, gateway.settings.server.max_body_bytes)
+            return await routes_open.run_v2(gateway.open, model_id, body)
         route = gateway.catalog.resolve(model_id)
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         chat = bytez_v2.decode_chat(body, route.model)

@@ -1,4 +1,4 @@
-"""The gateway's backend side: one pooled client per provider, the catalog, and provider-key resolution."""
+"""The gateway's backend side: one pooled client per provider, the open models, the catalog, provider keys."""
 
 from __future__ import annotations
 
@@ -10,13 +10,21 @@ from ..config import Settings
 from ..protocol import AuthenticationError, ChatRequest, ChatResult, StreamEvent
 from ..providers import ProviderClient, create_adapter
 from ..providers.media import MediaFetcher
+from ..runtime.backend import Backend
+from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
 
 
 class Gateway:
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backend: Backend | None = None,
+    ) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.providers)
+        self.open = OpenModels(settings, backend)
+        self.catalog = Catalog(settings.providers, {m: spec.task for m, spec in self.open.specs.items()})
         self._transport = transport
         self._clients: dict[str, ProviderClient] = {}
         self._media = MediaFetcher(settings.media)  # makes no connection until a provider needs an image fetched
@@ -53,3 +61,4 @@ class Gateway:
             await client.aclose()
         self._clients.clear()
         await self._media.aclose()
+        await self.open.aclose()

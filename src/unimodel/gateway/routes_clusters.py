@@ -1,0 +1,108 @@
+"""The cluster API of PROTOCOL.md: an open model's instances, configured and inspected over HTTP."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..frontends import bytez_v2
+from ..frontends.wire import invalid_request
+from ..protocol import InvalidRequest, ModelNotFound, NotFound
+from ..runtime.controller import Deployment
+from .http import guarded, json_response, read_body
+from .service import Gateway
+
+v2 = guarded(bytez_v2.error_body)
+
+
+class Capacity(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    min: int | None = Field(default=None, ge=0)
+    desired: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+
+class ClusterBody(BaseModel):
+    """PUT takes `timeout` (idle minutes before scaling to zero) and `capacity`; PATCH also `status`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ClusterBody")
+
+    timeout: float | None = Field(default=None, ge=0)
+    capacity: Capacity | None = None
+    status: Literal["on", "off"] | None = None
+
+
+def _envelope(output: object, status: int = 200) -> Response:
+    return json_response(to_json({"error": None, "output": output}), status)
+
+
+def routes(gateway: Gateway) -> list[Route]:
+    def deployment(model_id: str) -> Deployment:
+        if not gateway.open.has(model_id):
+            try:
+                gateway.catalog.resolve(model_id)
+            except ModelNotFound:
+                raise
+            raise NotFound(
+                f"'{model_id}' is a closed model served by its provider: it has no cluster.", param="modelId"
+            )
+        return gateway.open.deployment(model_id)
+
+    async def configure(request: Request, allow_status: bool) -> Deployment:
+        target = deployment(request.path_params["model_id"])
+        raw = await read_body(request, gateway.settings.server.max_body_bytes)
+        try:
+            body = ClusterBody.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+        if body.status is not None and not allow_status:
+            raise InvalidRequest("status: only PATCH turns a cluster on or off.", param="status")
+        cap = body.capacity or Capacity()
+        if body.status == "on" or (body.status is None and not allow_status):
+            target.turn_on()
+        target.configure(
+            min=cap.min,
+            desired=cap.desired,
+            max=cap.max,
+            idle_timeout_s=None if body.timeout is None else body.timeout * 60,
+        )
+        if body.status == "off":
+            target.turn_off()
+        return target
+
+    @v2
+    async def put_cluster(request: Request) -> Response:
+        await configure(request, allow_status=False)
+        return _envelope("Loading", 202)
+
+    @v2
+    async def patch_cluster(request: Request) -> Response:
+        target = await configure(request, allow_status=True)
+        return _envelope(target.status())
+
+    @v2
+    async def get_cluster(request: Request) -> Response:
+        return _envelope(deployment(request.path_params["model_id"]).status())
+
+    @v2
+    async def delete_cluster(request: Request) -> Response:
+        deployment(request.path_params["model_id"]).turn_off()
+        return _envelope(None)
+
+    @v2
+    async def list_clusters(request: Request) -> Response:
+        return _envelope(gateway.open.controller.statuses())
+
+    return [
+        Route("/models/v2/list/clusters", list_clusters, methods=["GET"]),
+        Route("/models/v2/{model_id:path}", get_cluster, methods=["GET"]),
+        Route("/models/v2/{model_id:path}", put_cluster, methods=["PUT"]),
+        Route("/models/v2/{model_id:path}", patch_cluster, methods=["PATCH"]),
+        Route("/models/v2/{model_id:path}", delete_cluster, methods=["DELETE"]),
+    ]

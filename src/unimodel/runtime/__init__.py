@@ -1,0 +1,1 @@
+"""Open models: the instances unimodel runs itself (see docs/open-models.md)."""

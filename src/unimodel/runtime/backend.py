@@ -1,0 +1,211 @@
+"""Backends start and stop model instances; they know nothing of routing or load.
+
+An `Instance` is one process serving one model over HTTP at `address`. Its `exited` event is set within a
+second of the process dying — however it died — so the controller can take it out of the router at once.
+
+    backend = LocalBackend(settings.runtime)
+    instance = await backend.start(spec, "smollm2-1")     # returns once the process runs (not yet ready)
+    await instance.exited.wait()                          # or: backend.stop(instance, grace_s=10)
+
+`LocalBackend` runs `python -m unimodel.runtime.worker …` (docs/open-models.md, "The worker") as a
+subprocess in its own process group, on a free loopback port, with stdout and stderr in one log file per
+instance. The command line is injectable (`command_for`) so tests can launch a fake worker instead.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import OpenModelConfig, RuntimeConfig
+
+__all__ = ["Backend", "CommandFor", "Instance", "LocalBackend", "worker_command"]
+
+log = logging.getLogger("unimodel.runtime")
+
+WORKER_PROGRAM: tuple[str, ...] = (sys.executable, "-m", "unimodel.runtime.worker")
+
+
+@dataclass(eq=False)
+class Instance:
+    """A started instance. `address` is its base URL (`http://127.0.0.1:<port>`, no trailing slash)."""
+
+    id: str
+    model_id: str
+    address: str
+    pid: int | None = None
+    log_path: Path | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    returncode: int | None = None  # set when `exited` fires (negative: killed by that signal)
+
+
+class Backend(abc.ABC):
+    """How instances are started and stopped. Implementations must set `Instance.exited` when it dies."""
+
+    @abc.abstractmethod
+    async def start(self, spec: OpenModelConfig, instance_id: str) -> Instance:
+        """Launch an instance of `spec`; return once it runs (health is the caller's business).
+
+        Raises `OSError` (or a subclass) when the instance cannot even be launched."""
+
+    @abc.abstractmethod
+    async def stop(self, instance: Instance, grace_s: float = 10.0) -> None:
+        """Ask the instance to stop, kill it after `grace_s`, and return once it has exited. Idempotent."""
+
+    @abc.abstractmethod
+    def log_tail(self, instance: Instance, lines: int = 20) -> str:
+        """The last `lines` lines of the instance's output ("" when there is none)."""
+
+    async def aclose(self) -> None:
+        """Stop every instance this backend started and release its resources."""
+        return None
+
+
+CommandFor = Callable[[OpenModelConfig, int], Sequence[str]]
+
+
+def worker_command(spec: OpenModelConfig, port: int, *, program: Sequence[str] = WORKER_PROGRAM) -> list[str]:
+    """The worker's command line for `spec` on `port` (docs/open-models.md); `program` replaces the interpreter
+    and module (tests pass a fake worker script that takes the same arguments)."""
+    argv = [*program, "--engine", spec.runtime, "--task", spec.task, "--model-id", spec.id]
+    if spec.path:
+        argv += ["--path", spec.path]
+    argv += ["--port", str(port)]
+    for key, value in spec.engine_args.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["--engine-arg", f"{key}={text}"]
+    if spec.runtime == "command":
+        argv += ["--command", spec.command or "", "--health-path", spec.health_path]
+        argv += ["--start-timeout", f"{spec.start_timeout_s:g}"]
+    return argv
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now (the worker binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalBackend(Backend):
+    """Instances as subprocesses on this machine, one log file each under `runtime.log_dir` (or a temp dir)."""
+
+    def __init__(
+        self,
+        runtime: RuntimeConfig,
+        command_for: CommandFor = worker_command,
+        *,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._command_for = command_for
+        self._host = host
+        self._env = env
+        self._log_dir: Path | None = Path(runtime.log_dir) if runtime.log_dir else None
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def log_dir(self) -> Path:
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="unimodel-instances-"))
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        return self._log_dir
+
+    async def start(self, spec: OpenModelConfig, instance_id: str) -> Instance:
+        port = free_port(self._host)
+        argv = list(self._command_for(spec, port))
+        log_path = self.log_dir / f"{_safe_name(instance_id)}.log"
+        env = {**os.environ, **(self._env or {}), "PYTHONUNBUFFERED": "1"}
+        log.debug("instance %s: %s", instance_id, " ".join(argv))
+        out = await asyncio.to_thread(open, log_path, "ab")
+        with out:  # the child has its own copy of the descriptor
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() reaches the engine's children too
+                env=env,
+            )
+        instance = Instance(
+            id=instance_id, model_id=spec.id, address=f"http://{self._host}:{port}", pid=proc.pid, log_path=log_path
+        )
+        self._procs[instance_id] = proc
+        self._watchers[instance_id] = asyncio.create_task(self._watch(instance, proc), name=f"watch:{instance_id}")
+        log.info("instance %s of %s started: pid %d on %s, log %s", instance_id, spec.id, proc.pid, port, log_path)
+        return instance
+
+    async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
+        try:
+            instance.returncode = await proc.wait()
+        finally:
+            # Anything the worker left in its group (an engine's server) goes with it.
+            _signal_group(proc.pid, signal.SIGKILL)
+            instance.exited.set()
+            self._procs.pop(instance.id, None)
+            self._watchers.pop(instance.id, None)
+
+    async def stop(self, instance: Instance, grace_s: float = 10.0) -> None:
+        proc = self._procs.get(instance.id)
+        if proc is None or instance.exited.is_set():
+            return
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(instance.exited.wait(), grace_s)
+        except TimeoutError:
+            log.warning("instance %s did not stop within %.1f s of SIGTERM; killing it", instance.id, grace_s)
+            _signal_group(proc.pid, signal.SIGKILL)
+            await instance.exited.wait()
+
+    def running(self) -> list[str]:
+        """The ids of the instances whose process has not exited yet."""
+        return list(self._procs)
+
+    def log_tail(self, instance: Instance, lines: int = 20) -> str:
+        if instance.log_path is None:
+            return ""
+        try:
+            with open(instance.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    async def aclose(self) -> None:
+        procs = list(self._procs.values())
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGTERM)
+        watchers = list(self._watchers.values())
+        if watchers:
+            _done, pending = await asyncio.wait(watchers, timeout=5.0)
+            for proc in procs:
+                if proc.returncode is None:
+                    _signal_group(proc.pid, signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "instance"

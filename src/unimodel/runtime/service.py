@@ -1,0 +1,218 @@
+"""What the gateway calls for open models: the catalog of configured models, and requests run on instances.
+
+Each request leases a slot on a ready instance from the model's Deployment (controller.py), which starts,
+routes, scales and drains instances. A request whose connection to an instance failed before any answer
+(the instance died) is tried once more on another instance; after the first byte a failure ends the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import from_json, to_json
+
+from ..config import OpenModelConfig, ProviderConfig, Settings
+from ..protocol import (
+    ChatRequest,
+    ChatResult,
+    InvalidRequest,
+    ModelNotFound,
+    StreamEvent,
+    UnimodelError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
+from ..providers.sse import SSEDecoder
+from ..providers.transport import AiohttpTransport, ConnectFailed, Limits, TransportFailure, UpstreamResponse
+from .backend import Backend, LocalBackend
+from .bundled import bundled_models
+from .controller import Controller, Deployment, Lease
+from .instance_adapter import InstanceAdapter
+
+log = logging.getLogger("unimodel.runtime")
+
+# Tasks whose instances speak OpenAI chat completions (the rest speak POST /v1/run).
+CHAT_TASKS = frozenset({"chat", "image-text-to-text", "audio-text-to-text", "video-text-to-text"})
+EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
+_ATTEMPTS = 2  # the first instance, and one other when the first died before answering
+
+
+@dataclass(slots=True)
+class Metered:
+    """What a request cost: instance-seconds (time its lease held a slot)."""
+
+    seconds: float = 0.0
+
+
+def default_models() -> list[OpenModelConfig]:
+    """The bundled models `make install` puts on the machine (SmolLM2 chat, all-MiniLM embeddings), if installed."""
+    return [
+        OpenModelConfig(
+            id=m.id, task=m.task, runtime=m.runtime, path=str(m.path), max_instances=2 if m.task == "chat" else 1
+        )
+        for m in bundled_models()
+    ]
+
+
+class OpenModels:
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.controller = Controller(settings, backend or LocalBackend(settings.runtime))
+        if settings.runtime.default_models:
+            for spec in default_models():
+                if self.controller.get(spec.id) is None:
+                    self.controller.add(spec)
+        self.specs: dict[str, OpenModelConfig] = {m: d.spec for m, d in self.controller.deployments.items()}
+        self._adapter = InstanceAdapter(ProviderConfig())
+        self._http = AiohttpTransport(Limits(connect_timeout_s=5.0, read_timeout_s=600.0, max_connections=1024))
+
+    def has(self, model_id: str) -> bool:
+        return model_id in self.specs
+
+    def task(self, model_id: str) -> str:
+        return self.specs[model_id].task
+
+    async def start(self) -> None:
+        await self.controller.start()
+
+    async def aclose(self) -> None:
+        await self.controller.aclose()
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------------------------------ chat
+
+    async def chat(self, model_id: str, request: ChatRequest, metered: Metered) -> ChatResult:
+        body = self._chat_body(request)
+        async with self._answer(model_id, "/v1/chat/completions", body, metered) as response:
+            raw = await _read(response, model_id)
+        result = self._adapter.parse_response(_json(raw, model_id))
+        result.raw = None  # an open model has no provider answer to show
+        return result
+
+    async def chat_stream(
+        self, model_id: str, request: ChatRequest, metered: Metered
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Open the stream (errors before the first byte raise here); the lease is held until it ends."""
+        body = self._chat_body(request)
+        stack = AsyncExitStack()
+        response = await stack.enter_async_context(self._answer(model_id, "/v1/chat/completions", body, metered))
+        return self._events(request, response, stack, model_id)
+
+    async def _events(
+        self, request: ChatRequest, response: UpstreamResponse, stack: AsyncExitStack, model_id: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        decoder = self._adapter.stream_decoder(request)
+        sse = SSEDecoder()
+        try:
+            async for chunk in response.chunks():
+                for message in sse.feed(chunk):
+                    for event in decoder.feed(message):
+                        yield event
+                if decoder.done():
+                    break
+            for message in sse.flush():
+                for event in decoder.feed(message):
+                    yield event
+            for event in decoder.close():
+                yield event
+        except TransportFailure as exc:
+            raise UpstreamProtocolError(f"The instance of '{model_id}' broke off its stream: {exc}.") from exc
+        finally:
+            await stack.aclose()
+
+    def _chat_body(self, request: ChatRequest) -> bytes:
+        return to_json(self._adapter.build_request(request, api_key="").body)
+
+    # ------------------------------------------------------------------------------------- other tasks
+
+    async def run(self, model_id: str, body: dict[str, Any], metered: Metered) -> Any:
+        """A non-chat task: the v2 body goes to the instance's POST /v1/run; its `output` comes back."""
+        async with self._answer(model_id, "/v1/run", to_json(body), metered) as response:
+            raw = await _read(response, model_id)
+        answer = _json(raw, model_id)
+        if not isinstance(answer, dict) or "output" not in answer:
+            raise UpstreamProtocolError(f"The instance of '{model_id}' answered without an output.")
+        return answer["output"]
+
+    async def openai_passthrough(self, model_id: str, path: str, body: dict[str, Any], metered: Metered) -> bytes:
+        """An OpenAI-style JSON request (completions, embeddings) forwarded as it is, `model` set to the id."""
+        async with self._answer(model_id, path, to_json({**body, "model": model_id}), metered) as response:
+            return await _read(response, model_id)
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def deployment(self, model_id: str) -> Deployment:
+        deployment = self.controller.get(model_id)
+        if deployment is None:
+            raise ModelNotFound(model_id)
+        return deployment
+
+    @asynccontextmanager
+    async def _answer(self, model_id: str, path: str, body: bytes, metered: Metered) -> AsyncIterator[UpstreamResponse]:
+        """A successful response from an instance of the model, holding its lease while the caller reads it."""
+        deployment = self.deployment(model_id)
+        retry = False
+        for attempt in range(_ATTEMPTS):
+            async with AsyncExitStack() as stack:
+                lease: Lease = await stack.enter_async_context(deployment.lease(retry=retry))
+                stack.callback(_add_time, metered, lease)
+                try:
+                    response = await self._http.send(lease.address + path, {"content-type": "application/json"}, body)
+                except ConnectFailed as exc:
+                    log.warning("instance %s of %s failed before answering: %s", lease.instance_id, model_id, exc)
+                    if attempt + 1 < _ATTEMPTS and await lease.instance_gone():
+                        retry = True  # nothing was sent to the client: take a slot on another instance
+                        continue
+                    raise lease.failure() from exc
+                except TransportFailure as exc:
+                    if lease.failed:
+                        raise lease.failure() from exc
+                    raise UpstreamUnavailable(
+                        f"The instance serving '{model_id}' failed: {exc}.", code="instance_failed"
+                    ) from exc
+                stack.push_async_callback(response.close)
+                if response.status >= 400:
+                    raise _instance_error(model_id, response.status, await _read(response, model_id))
+                yield response
+                return
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _add_time(metered: Metered, lease: Lease) -> None:
+    metered.seconds += lease.elapsed_s
+
+
+async def _read(response: UpstreamResponse, model_id: str) -> bytes:
+    try:
+        return await response.read()
+    except TransportFailure as exc:
+        raise UpstreamUnavailable(
+            f"The instance serving '{model_id}' broke off its answer: {exc}.", code="instance_failed"
+        ) from exc
+
+
+def _json(raw: bytes, model_id: str) -> Any:
+    try:
+        return from_json(raw)
+    except ValueError as exc:
+        raise UpstreamProtocolError(f"The instance of '{model_id}' answered with a body that is not JSON.") from exc
+
+
+def _instance_error(model_id: str, status: int, raw: bytes) -> UnimodelError:
+    """The worker's `{"error": {message, code, param}}` with its status; 5xx become 502."""
+    try:
+        body = from_json(raw)
+    except ValueError:
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else None
+    message = message or f"The instance of '{model_id}' answered {status}."
+    code = (err.get("code") if isinstance(err, dict) else None) or None
+    param = err.get("param") if isinstance(err, dict) else None
+    if 400 <= status < 500:
+        return InvalidRequest(message, status=status, code=code or "invalid_request", param=param)
+    return UpstreamError(f"'{model_id}': {message}", status=502, code=code or "instance_error")
