@@ -187,6 +187,12 @@ _OPENAI_NEUTRAL: dict[str, Any] = {
 }
 
 
+def _neutral(name: str, value: Any) -> bool:
+    if name == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    return name in _OPENAI_NEUTRAL and value == _OPENAI_NEUTRAL[name]
+
+
 def from_openai(body: Mapping[str, Any], engine: str) -> dict[str, Any]:
     """The Hugging Face `params` an OpenAI request body asks for; a field with no equivalent is a 400.
 
@@ -203,10 +209,6 @@ def from_openai(body: Mapping[str, Any], engine: str) -> dict[str, Any]:
             if target in params and params[target] != value:
                 raise invalid_request(f"'{sources[target]}' and '{name}' say different things; send one.", name)
             params[target], sources[target] = value, name
-        elif name in _OPENAI_NEUTRAL and value == _OPENAI_NEUTRAL[name]:
-            continue
-        elif name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
-            continue
-        else:
+        elif not _neutral(name, value):
             raise unsupported_parameter(name, engine)
     return params

@@ -11,6 +11,7 @@ PR_SET_PDEATHSIG on Linux should the worker be killed outright).
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import json
 import os
@@ -55,10 +56,8 @@ def _free_port() -> int:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)  # the server leads its own session (start_new_session)
-    except ProcessLookupError:
-        pass
 
 
 def _die_with_parent() -> Callable[[], None] | None:
