@@ -172,3 +172,36 @@ def test_non_chat_endpoints_refuse_clearly(gateway: LiveServer) -> None:
     assert r.status_code == 400 and "open models only" in r.json()["error"]["message"]
     r = httpx.post(gateway.url + "/v1/embeddings", json={"input": "x"})
     assert r.status_code == 400 and "model" in r.json()["error"]["message"]
+
+
+def test_an_instance_killed_mid_stream_ends_the_stream_and_the_next_request_succeeds(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    live = start_gateway(
+        tmp_path, [{"id": CHAT, "task": "chat", "engine_args": {"load_s": 0.2, "delay_s": 3.0}, "idle_timeout_s": 60}]
+    )
+    try:
+        deployment = live.app.state.gateway.open.deployment(CHAT)
+        started = time.monotonic()
+        with httpx.stream(
+            "POST",
+            live.url + "/v1/chat/completions",
+            json={"model": CHAT, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        ) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines).startswith("data:")  # the stream has begun
+            (replica,) = deployment.replicas()
+            os.kill(replica.instance.pid, signal.SIGKILL)
+            rest = list(lines)
+        assert time.monotonic() - started < 10  # ended, not hung
+        assert not any("[DONE]" in line for line in rest)
+        assert any('"error"' in line for line in rest)
+        ok = httpx.post(
+            live.url + f"/models/v2/{CHAT}", json={"input": "again"}, timeout=30
+        )
+        assert ok.status_code == 200, ok.text
+    finally:
+        live.stop(timeout_s=20)

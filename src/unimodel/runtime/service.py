@@ -21,6 +21,7 @@ from ..protocol import (
     ChatResult,
     InvalidRequest,
     ModelNotFound,
+    StreamError,
     StreamEvent,
     UnimodelError,
     UpstreamError,
@@ -119,8 +120,10 @@ class OpenModels:
                     yield event
             for event in decoder.close():
                 yield event
-        except TransportFailure as exc:
-            raise UpstreamProtocolError(f"The instance of '{model_id}' broke off its stream: {exc}.") from exc
+        except TransportFailure as exc:  # after the first byte: the stream can only end, with an error event
+            yield StreamError(
+                UpstreamProtocolError(f"The instance serving '{model_id}' broke off its stream ({exc}); retry.")
+            )
         finally:
             await stack.aclose()
 
