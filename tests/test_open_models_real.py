@@ -38,7 +38,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                 "instance_concurrency": 1,
                 "idle_timeout_s": 3,
                 "engine_args": {"n_threads": 1, "n_ctx": 512},
-            }
+            },
+            {"id": "local/missing", "task": "chat", "runtime": "llama.cpp", "path": "/nonexistent/model.gguf"},
         ],
         runtime={"log_dir": str(logs), "tick_s": 0.25, "stable_window_s": 4, "panic_window_s": 1},
     )
@@ -136,3 +137,11 @@ def test_eight_concurrent_chats_scale_out_then_back_to_zero(gateway: LiveServer)
         time.sleep(0.5)
     status = httpx.get(url).json()["output"]
     assert status["instances"] == 0 and status["inferences"] == 8
+
+
+def test_a_missing_model_file_is_a_503_naming_it_and_the_server_stays_healthy(gateway: LiveServer) -> None:
+    r = httpx.post(gateway.url + "/models/v2/local/missing", json={"input": "hi"}, timeout=120)
+    assert r.status_code == 503, r.text
+    assert "/nonexistent/model.gguf" in r.json()["error"]
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
+    assert httpx.get(gateway.url + "/models/v2/local/missing").json()["output"]["status"] == "failed"
