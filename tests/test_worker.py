@@ -526,6 +526,14 @@ def test_command_worker_is_ready_only_when_its_server_is_and_proxies_openai() ->
         assert "[command] fake server for fake/echo" in worker.stderr
 
 
+def test_command_worker_serves_embeddings_through_both_surfaces() -> None:
+    with _command_worker(task="feature-extraction") as worker:
+        worker.wait_ready(60)
+        proxied = worker.post("/v1/embeddings", {"model": "fake/echo", "input": ["abc", "de"]}).json()
+        assert [item["embedding"] for item in proxied["data"]] == [[3.0, 1.0], [2.0, 1.0]]
+        assert worker.post("/v1/run", {"input": "abcd"}).json() == {"output": [4.0, 1.0]}
+
+
 def test_command_worker_exits_non_zero_when_its_server_cannot_start() -> None:
     worker = _command_worker("--exit-now").start()
     try:

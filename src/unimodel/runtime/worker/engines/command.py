@@ -163,7 +163,7 @@ class CommandEngine(Engine):
         assert self._proc is not None
         url = self.base_url + self.spec.health_path
         deadline = time.monotonic() + self.spec.start_timeout_s
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
             while True:
                 code = self._proc.poll()
                 if code is not None:
@@ -199,7 +199,10 @@ class CommandEngine(Engine):
 
     async def forward(self, request: Request) -> Response:
         if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0))
+            # trust_env=False: a proxy from the environment must not sit between two loopback processes
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0), trust_env=False
+            )
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = {"content-type": request.headers.get("content-type", "application/json")}
         upstream = self._client.build_request(request.method, path, content=await request.body(), headers=headers)
@@ -237,7 +240,7 @@ class CommandEngine(Engine):
     def _stream(
         self, path: str, body: dict[str, Any], outcome: Outcome, text_of: Callable[[dict[str, Any]], Any]
     ) -> Iterator[str]:
-        with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0)) as client:
+        with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0), trust_env=False) as client:
             try:
                 with client.stream("POST", path, json=body) as response:
                     if response.status_code != 200:
@@ -261,9 +264,10 @@ class CommandEngine(Engine):
         if self.spec.task not in EMBEDDING_TASKS:
             return super().embed(texts)
         try:
-            response = httpx.post(
-                self.base_url + "/v1/embeddings", json={"model": self.spec.model_id, "input": texts}, timeout=None
-            )
+            with httpx.Client(trust_env=False, timeout=None) as client:
+                response = client.post(
+                    self.base_url + "/v1/embeddings", json={"model": self.spec.model_id, "input": texts}
+                )
         except httpx.HTTPError as exc:
             raise WorkerError(502, "upstream_error", f"The model server did not answer: {exc}") from exc
         if response.status_code != 200:
