@@ -180,6 +180,9 @@ class RuntimeConfig(BaseModel):
     stable_window_s: float = Field(default=60.0, gt=0)
     panic_window_s: float = Field(default=6.0, gt=0)
     panic_threshold: float = Field(default=2.0, gt=1)
+    scale_down_delay_s: float = Field(
+        default=60.0, ge=0, description="The load must ask for fewer instances this long before any scale-down."
+    )
     target_utilization: float = Field(default=1.0, gt=0, le=1, description="Share of instance_concurrency to aim at.")
     drain_timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for a draining instance.")
 

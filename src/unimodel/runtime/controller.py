@@ -414,6 +414,7 @@ class Deployment:
             stable_window_s=rt.stable_window_s,
             panic_window_s=rt.panic_window_s,
             panic_threshold=rt.panic_threshold,
+            scale_down_delay_s=rt.scale_down_delay_s,
         )
 
     def observe(self) -> Observation:
