@@ -664,7 +664,7 @@ STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
         ("send → worker process launched (gateway log, ms)", "", "launched"),
         ("launched → interpreter running (Python start-up)", "launched", "interpreter"),
         *_WORKER_START,
-        ("loaded → the gateway sees it ready (/health polled every 100 ms)", "loaded", "ready"),
+        ("loaded → the gateway sees it ready (its /health poll)", "loaded", "ready"),
         ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
         *_WORKER_ANSWER,
     ],
@@ -756,6 +756,15 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def health_poll_ms() -> str:
+    """The controller's poll interval for a starting instance, as this checkout has it."""
+    try:
+        from unimodel.runtime import controller
+    except ImportError:
+        return "?"
+    return f"{1000 * controller.HEALTH_POLL_S:g}"
+
+
 def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -784,6 +793,7 @@ def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
         f"n_threads_batch {setup.n_threads_batch}",
         "request": f"one user message {setup.prompt!r}, max_tokens {setup.max_tokens}, temperature 0, streamed",
         "gateway": f"tick_s {args.tick_s}, idle_timeout_s {args.idle_timeout_s} (scale to zero between runs); "
+        f"a starting instance's /health polled every {health_poll_ms()} ms; "
         f"its workers {'traced (trace/sitecustomize.py)' if args.trace else 'not traced (--no-trace)'}",
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "unset")
         + " (when set, the editable unimodel source is compiled afresh by every worker start)",
