@@ -36,23 +36,32 @@ import json
 import os
 import platform
 import re
-import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
+from harness import (
+    LOOPBACK,
+    Children,
+    children_of,
+    cpu_seconds,
+    free_port,
+    interrupts_unwind,
+    machine_busy_seconds,
+    own_cpu_seconds,
+)
+from harness import (
+    child_env as base_child_env,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LOOPBACK = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
 ALL_TARGETS = ("direct", "worker", "unimodel")
 TARGET_ADDED_MS = 150.0  # the issue: unimodel adds at most 150 ms to time to first token from zero
@@ -63,93 +72,8 @@ DISTURBED_CPU = 0.10  # a run during which other processes used more than this s
 # ---------------------------------------------------------------------------------------- processes
 
 
-class Proc:
-    """A child process in its own process group, logging to a file; ``stop`` ends the whole group."""
-
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = log
-        self.logfile = log.open("ab")
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self.logfile,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self.alive():
-            for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, sig)  # the group this harness created for it
-                try:
-                    self.popen.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        # Stray members of its group (a worker the gateway started), if any, get a SIGKILL.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.logfile.close()
-
-
-class Children:
-    """Every process this run started, stopped in reverse order on exit."""
-
-    def __init__(self) -> None:
-        self.procs: list[Proc] = []
-
-    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, argv, log, env)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        while self.procs:
-            self.procs.pop().stop()
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def interrupts_unwind() -> Iterator[None]:
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def child_env(trace: bool = False) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("NO_PROXY", "no_proxy"):  # loopback traffic never goes through a proxy
-        env[name] = "127.0.0.1,localhost,::1"
-    env["PYTHONUNBUFFERED"] = "1"
+    env = base_child_env()
     if trace:  # trace/sitecustomize.py stamps the stages of a worker's start (inert in other processes)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "trace"), env.get("PYTHONPATH")) if p)
         env["UNIMODEL_BENCH_TRACE"] = "1"
@@ -159,47 +83,6 @@ def child_env(trace: bool = False) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- CPU
 
 
-def _children_of(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def tree_pids(root: int) -> list[int]:
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(_children_of(pid))
-    return out
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU time of the live process tree of ``root``, in seconds."""
-    ticks = 0
-    for pid in tree_pids(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """Busy CPU seconds of the whole machine so far (steal included: it is time we did not get)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that have exited and been waited for
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 class CpuWatch:
     """The CPU others used (not this harness nor the processes it names) between start and ``others()``."""
 
@@ -207,12 +90,12 @@ class CpuWatch:
         self.roots = list(roots)
         self.t0 = time.monotonic()
         self.busy0 = machine_busy_seconds()
-        self.ours0 = own_cpu_seconds() + sum(tree_cpu_seconds(r) for r in self.roots)
+        self.ours0 = own_cpu_seconds() + sum(cpu_seconds(r) for r in self.roots)
 
     def others(self, *extra_roots: int) -> float:
         wall = time.monotonic() - self.t0
         busy = machine_busy_seconds() - self.busy0
-        ours = own_cpu_seconds() + sum(tree_cpu_seconds(r) for r in [*self.roots, *extra_roots]) - self.ours0
+        ours = own_cpu_seconds() + sum(cpu_seconds(r) for r in [*self.roots, *extra_roots]) - self.ours0
         return max(0.0, busy - ours) / wall if wall > 0 else 0.0
 
 
@@ -228,13 +111,6 @@ def wait_quiet(max_wait_s: float, roots: list[int]) -> float:
 
 
 # --------------------------------------------------------------------------------------------- HTTP
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chat_body(model: str, prompt: str, max_tokens: int) -> bytes:
@@ -572,7 +448,7 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if self.instances() == 0 and not _children_of(self.proc.pid):
+                if self.instances() == 0 and not children_of(self.proc.pid):
                     return True
             time.sleep(0.1)
         return False

@@ -26,22 +26,20 @@ import platform
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
+from harness import LOOPBACK, Children, Proc, free_port, interrupts_unwind
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BENCH = REPO / "bench"
 LITELLM_VENV = BENCH / ".venv-litellm"
-LOOPBACK = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
 MODES = ("non-stream", "stream")
 ALL_TARGETS = ("direct", "unimodel", "litellm")
@@ -107,79 +105,6 @@ class StartError(Exception):
 
 
 # ---------------------------------------------------------------------------------------- processes
-
-
-class Proc:
-    """A child process in its own process group, logging to a file; ``stop`` ends the whole group."""
-
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = log
-        self.logfile = log.open("wb")
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self.logfile,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.alive():
-            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, sig)  # the group this harness created for it
-                try:
-                    self.popen.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        else:
-            # The leader is gone; stray members of its group (if any) still get a SIGKILL.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-        self.logfile.close()
-
-
-class Children:
-    """Every process this run started, stopped in reverse order on exit."""
-
-    def __init__(self) -> None:
-        self.procs: list[Proc] = []
-
-    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, argv, log, env)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        while self.procs:
-            self.procs.pop().stop()
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # ------------------------------------------------------------------------------------------- memory
@@ -288,13 +213,6 @@ def tree_memory_mib(root: int) -> tuple[float, float]:
 
 
 # -------------------------------------------------------------------------------------------- HTTP
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chat_body(model: str, stream: bool) -> str:
@@ -948,16 +866,6 @@ def helper_python() -> str:
     if venv.exists():
         return str(venv)
     raise SystemExit("needs httptools: run with the project's .venv/bin/python (make install)")
-
-
-@contextlib.contextmanager
-def interrupts_unwind() -> Iterator[None]:
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

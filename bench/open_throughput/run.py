@@ -32,169 +32,37 @@ import importlib.util
 import json
 import os
 import platform
-import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
+from harness import (
+    LOOPBACK,
+    Children,
+    Proc,
+    child_env,
+    cpu_seconds,
+    free_port,
+    interrupts_unwind,
+    machine_busy_seconds,
+    own_cpu_seconds,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LOOPBACK = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
 ALL_TARGETS = ("direct", "worker", "unimodel")
 MODES = ("stream", "non-stream")
 TARGET_RATIO = 0.95  # the issue: at least 95% of direct
 DISTURBED_CPU = 0.10  # a window during which other processes used more than this share of a CPU is rerun
-
-
-# ---------------------------------------------------------------------------------------- processes
-
-
-class Proc:
-    """A child process in its own process group, logging to a file; ``stop`` ends the whole group."""
-
-    def __init__(
-        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None, stdio: bool = False
-    ) -> None:
-        self.name = name
-        self.log = log
-        self.logfile = log.open("ab")
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdio else self.logfile,
-            stderr=self.logfile if stdio else subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.popen.stdin.close()
-        if self.alive():
-            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, sig)  # the group this harness created for it
-                try:
-                    self.popen.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)  # stragglers: the workers a gateway started
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        self.logfile.close()
-
-
-class Children:
-    """Every process this run started, stopped in reverse order on exit."""
-
-    def __init__(self) -> None:
-        self.procs: list[Proc] = []
-
-    def start(
-        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None, stdio: bool = False
-    ) -> Proc:
-        proc = Proc(name, argv, log, env, stdio)
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        while self.procs:
-            self.procs.pop().stop()
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def interrupts_unwind() -> Iterator[None]:
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("NO_PROXY", "no_proxy"):  # loopback traffic never goes through a proxy
-        env[name] = "127.0.0.1,localhost,::1"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# ---------------------------------------------------------------------------------------------- CPU
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def cpu_seconds(pid: int, tree: bool = True) -> float:
-    """User + system CPU seconds of ``pid`` (and its live descendants when ``tree``)."""
-    ticks, todo = 0, [pid]
-    while todo:
-        one = todo.pop()
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-        if tree:
-            todo.extend(_children_of(one))
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class CpuWatch:
