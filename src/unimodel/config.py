@@ -30,6 +30,66 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Larger bodies get a 413.")
     log_level: str = "info"
     access_log: bool = False
+    log_format: Literal["json", "text"] = Field(default="json", description="json: one JSON object per line.")
+    workers: int = Field(default=1, ge=1, le=256, description="Gateway processes (`serve --workers N`).")
+
+
+class StoreConfig(BaseModel):
+    """`[store]`: keys and the usage ledger. An SQLite file in `data_dir` unless `url` names another database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: SecretStr | None = Field(
+        default=None, description='SQLAlchemy URL, e.g. "postgresql+psycopg://user:pw@host/db"; SQLite when unset.'
+    )
+    data_dir: str = Field(
+        default="~/.local/share/unimodel", description="Holds the default SQLite file and the generated secret key."
+    )
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Usage records are written this often.")
+    flush_batch: int = Field(default=1000, ge=1, description="Most usage records written in one transaction.")
+    max_buffered: int = Field(
+        default=100_000, ge=1, description="Usage records held while the database is unreachable; more are dropped."
+    )
+
+    def sqlalchemy_url(self) -> str:
+        if self.url is not None:
+            return self.url.get_secret_value()
+        return f"sqlite:///{Path(self.data_dir).expanduser() / 'unimodel.db'}"
+
+
+class AuthConfig(BaseModel):
+    """`[auth]`: who may call. `keys`: every call needs a gateway key. `open`: anyone may call; allowed only while
+    the server listens on loopback. Unset: open on loopback, keys otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["keys", "open"] | None = None
+    cache_ttl_s: float = Field(
+        default=2.0, gt=0, description="Key changes made elsewhere (revocation, other processes) apply within this."
+    )
+
+
+class LimitsConfig(BaseModel):
+    """`[limits]`: default per-key limits (a key's own values win). 0 means unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rps: float = Field(default=0, ge=0, description="Requests per second per key (bursts up to one second's worth).")
+    concurrency: int = Field(default=0, ge=0, description="Open-model requests one key may have in flight.")
+    redis_url: SecretStr | None = Field(
+        default=None, description='Share counters between gateway processes, e.g. "redis://127.0.0.1:6379/0".'
+    )
+
+
+class Price(BaseModel):
+    """A price-table row; cost = tokens × per-million prices + inference seconds × per-second price + per request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: float = Field(default=0.0, ge=0, description="USD per million input tokens.")
+    output_per_mtok: float = Field(default=0.0, ge=0, description="USD per million output tokens.")
+    per_inference_s: float = Field(default=0.0, ge=0, description="USD per instance-second (open models).")
+    per_request: float = Field(default=0.0, ge=0, description="USD per request.")
 
 
 class VendorFields(BaseModel):
@@ -203,6 +263,12 @@ class Settings(BaseSettings):
     media: MediaConfig = MediaConfig()
     models: list[OpenModelConfig] = Field(default_factory=list)
     runtime: RuntimeConfig = RuntimeConfig()
+    store: StoreConfig = StoreConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description='Model id (or glob, "openai/*") → price; the most specific match wins.'
+    )
 
     @classmethod
     def settings_customise_sources(
