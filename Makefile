@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 comma  := ,
 PORT   ?= 8080
 
-.PHONY: install install-test serve test lint typecheck clean
+.PHONY: install install-test test-services serve test lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,17 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-test: install-test
+# The store and limit tests start a real PostgreSQL (the server binaries of postgresql-15) and a real
+# redis-server; this installs redis-server from Debian when it is missing (as root, or through sudo).
+PG_BIN ?= /usr/lib/postgresql/15/bin
+test-services:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@test -x $(PG_BIN)/initdb || echo "warning: no PostgreSQL server binaries in $(PG_BIN) (apt-get install postgresql-15); the PostgreSQL store tests will fail"
+
+test: install-test test-services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +16,13 @@ from .fakes.anthropic_fake import create_anthropic_app
 from .fakes.openai_fake import create_openai_app
 from .fakes.script import FakeScript
 from .fakes.server import LiveServer
+
+# Real PostgreSQL and Redis servers for the store and limit tests, started once per session when first asked for;
+# a gateway with the platform on (keys mode, its own store).
+pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_redis", "tests.platform_helpers"]
+
+# Every app a test creates keeps its SQLite store and secret key in a throwaway folder, never in ~/.local/share.
+os.environ.setdefault("UNIMODEL_STORE__DATA_DIR", tempfile.mkdtemp(prefix="unimodel-test-store-"))
 
 OPENAI_KEY = "sk-proj-test-Zx81secretOPENAIkey0000"
 ANTHROPIC_KEY = "sk-ant-api03-test-Qw77secretANTHROPICkey"

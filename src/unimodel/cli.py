@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import logging
 import sys
 
 import click
@@ -17,8 +15,8 @@ from .config import ConfigError, load_settings
 def cli() -> None:
     """unimodel: one API for every model.
 
-    Serves the Bytez /models/v2 protocol and an OpenAI-compatible surface, and forwards closed-model calls
-    to OpenAI and Anthropic with the caller's provider key.
+    Serves the Bytez /models/v2 protocol and an OpenAI-compatible surface: closed models are forwarded to
+    their providers, open models run on this machine. `keys` and `usage` manage gateway keys and the ledger.
     """
 
 
@@ -28,42 +26,54 @@ def cli() -> None:
 )
 @click.option("--host", help="Address to bind (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to bind (default from config: 8080).")
-def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Gateway processes (default from config: 1). More than one needs [limits] redis_url.",
+)
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None) -> None:
     """Start the server."""
-    import uvicorn
-
-    from .gateway import create_app
+    from .gateway.logs import configure_logging
+    from .gateway.platform import StartupRefused
+    from .server import prepare, run
+    from .store import StoreUnavailable
 
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["server__host"] = host
     if port is not None:
         overrides["server__port"] = port
+    if workers is not None:
+        overrides["server__workers"] = workers
     try:
         settings = load_settings(config_path, **overrides)
     except ConfigError as exc:
         click.echo(f"unimodel: {exc}", err=True)
         sys.exit(2)
-    level = settings.server.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    app = create_app(settings)
-    # Everything allocated so far lives for the whole process: keep the collector from rescanning it, and let
-    # the young generation grow before a collection, which keeps request tail latency down.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    click.echo(f"unimodel {__version__} listening on http://{settings.server.host}:{settings.server.port}", err=True)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level=settings.server.log_level.lower(),
-        access_log=settings.server.access_log,
-        loop="auto",
-        http="auto",
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    try:
+        prepare(settings)
+    except StartupRefused as exc:
+        click.echo(f"unimodel: refusing to start: {exc}", err=True)
+        sys.exit(2)
+    except StoreUnavailable as exc:
+        click.echo(f"unimodel: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"unimodel {__version__} listening on http://{settings.server.host}:{settings.server.port}"
+        + (f" ({settings.server.workers} gateway processes)" if settings.server.workers > 1 else ""),
+        err=True,
     )
+    run(settings, config_path)
+
+
+@cli.command("runtime-process", hidden=True)
+@click.option("--port", type=int, required=True)
+def runtime_process(port: int) -> None:
+    """The open-model runtime process of `serve --workers N` (started by serve, not by hand)."""
+    from .server import run_runtime_process
+
+    run_runtime_process(port)
 
 
 @cli.command("check-config")
@@ -78,6 +88,12 @@ def check_config(config_path: str | None) -> None:
         click.echo(f"unimodel: {exc}", err=True)
         sys.exit(2)
     click.echo(settings.model_dump_json(indent=2))
+
+
+from .cli_store import keys, usage  # noqa: E402 - registered here, after the group they join
+
+cli.add_command(keys)
+cli.add_command(usage)
 
 
 def main() -> None:

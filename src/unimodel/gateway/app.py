@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +11,7 @@ import httpx
 from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -18,18 +21,41 @@ from ..config import Settings
 from ..frontends import bytez_v2, openai_compat
 from ..protocol import NotFound, UnimodelError
 from ..runtime.backend import Backend
-from . import routes_clusters, routes_openai, routes_v2
+from ..store import Store
+from . import metrics, routes_admin, routes_clusters, routes_openai, routes_v2
 from .http import error_response, json_response
+from .limits import Limiter
+from .logs import install_request_ids
+from .middleware import PlatformMiddleware
 from .openapi import build_openapi
+from .platform import Platform
+from .runtime_link import RuntimeLink
 from .service import Gateway
 
 
 def create_app(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None, backend: Backend | None = None
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    backend: Backend | None = None,
+    *,
+    store: Store | None = None,
+    limiter: Limiter | None = None,
+    runtime: RuntimeLink | None = None,
+    internal_token: str | None = None,
 ) -> Starlette:
     """The unimodel server. `transport` replaces the upstream HTTP transport (tests use it for fakes);
-    `backend` replaces how open-model instances are started."""
+    `backend` replaces how open-model instances are started; `store` is an already opened (and migrated) store,
+    else the one `[store]` names is opened and migrated here — StoreUnavailable when it cannot be.
+
+    `serve --workers N` runs this app in two roles (gateway/runtime_link.py): gateway processes get `runtime`, the
+    link to the process that runs the open models, and forward those requests to it; that runtime process gets
+    `internal_token` and answers only requests carrying it."""
+    install_request_ids()
+    platform = Platform(settings, store or Store.open(settings.store), limiter=limiter)
     gateway = Gateway(settings, transport, backend)
+    gateway.platform = platform
+    gateway.link = runtime
+    runs_models = runtime is None
     openapi = to_json(build_openapi())
 
     async def index(request: Request) -> Response:
@@ -41,26 +67,59 @@ def create_app(
         return json_response(openapi)
 
     async def healthz(request: Request) -> Response:
+        """Liveness: the process answers."""
         return json_response(b'{"status":"ok"}')
+
+    async def readyz(request: Request) -> Response:
+        """Readiness: the store, the usage ledger and the shared limits all work; each check says why not."""
+        ready, checks = await platform.readiness()
+        return json_response(
+            to_json({"status": "ready" if ready else "degraded", "checks": checks}), 200 if ready else 503
+        )
+
+    async def metrics_text(request: Request) -> Response:
+        if runs_models:
+            gauges.update(gateway.open.controller.metrics())
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    gauges = metrics.OpenModelGauges()
+
+    async def report_open_models() -> None:
+        while True:
+            gauges.update(gateway.open.controller.metrics())
+            await asyncio.sleep(1.0)
 
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
         *routes_openai.routes(gateway),
-        # Starlette takes the first route matching path AND method, so list/* win over /models/v2/{modelId}.
+        # Starlette takes the first route matching path AND method, so admin/*, usage and list/* win over
+        # /models/v2/{modelId}.
+        *routes_admin.routes(platform, gateway.catalog.providers, settings.server.max_body_bytes),
         *routes_v2.routes(gateway),
         *routes_clusters.routes(gateway),
     ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gateway.open.start()
+        await platform.start()
+        reporter: asyncio.Task[None] | None = None
+        if runs_models:
+            await gateway.open.start()
+            reporter = asyncio.create_task(report_open_models(), name="unimodel-open-model-metrics")
         try:
             yield
         finally:
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
             await gateway.aclose()
+            await platform.aclose()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -77,6 +136,19 @@ def create_app(
             return error_response(error, openai_compat.error_body)
         return error_response(error, bytez_v2.error_body)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+        middleware=[
+            Middleware(
+                PlatformMiddleware,
+                platform=platform,
+                access_log=settings.server.access_log,
+                internal_token=internal_token,
+            )
+        ],
+    )
     app.state.gateway = gateway
+    app.state.platform = platform
     return app

@@ -14,6 +14,7 @@ from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
 from ..protocol import InvalidRequest, ModelNotFound, NotFound
 from ..runtime.controller import Deployment
+from .context import context
 from .http import guarded, json_response, read_body
 from .service import Gateway
 
@@ -43,6 +44,17 @@ def _envelope(output: object, status: int = 200) -> Response:
 
 
 def routes(gateway: Gateway) -> list[Route]:
+    paths = [("/models/v2/list/clusters", ["GET"]), ("/models/v2/{model_id:path}", ["GET", "PUT", "PATCH", "DELETE"])]
+    if gateway.link is not None:  # a gateway process of `serve --workers N`: the runtime process owns the clusters
+        link = gateway.link
+
+        @v2
+        async def forwarded(request: Request) -> Response:
+            body = await read_body(request, gateway.settings.server.max_body_bytes)
+            return await link.forward(request, body, context(request))
+
+        return [Route(path, forwarded, methods=methods) for path, methods in paths]
+
     def deployment(model_id: str) -> Deployment:
         if not gateway.open.has(model_id):
             try:

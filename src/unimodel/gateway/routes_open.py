@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import from_json, to_json
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..frontends import bytez_v2, openai_compat
 from ..frontends.openai_compat import DecodedChat
 from ..protocol import InvalidRequest, UnimodelError
-from ..runtime.service import CHAT_TASKS, Metered, OpenModels
+from ..runtime.service import CHAT_TASKS, Metered
+from .context import RequestContext, tap_usage
 from .http import close_after, json_response
+
+if TYPE_CHECKING:
+    from .service import Gateway
 
 log = logging.getLogger("unimodel.gateway")
 
@@ -38,13 +43,30 @@ def _on_stream_error(model_id: str) -> Callable[[UnimodelError], None]:
     return on_error
 
 
-async def run_v2(open_models: OpenModels, model_id: str, body: bytes) -> Response:
+async def _admit(gateway: Gateway, ctx: RequestContext, model_id: str) -> Metered:
+    """Note the call as an open-model call and take one of the key's concurrent open-model slots."""
+    ctx.routed(model_id, "open")
+    await gateway.platform.acquire_open_slot(ctx)
+    ctx.metered = Metered()
+    return ctx.metered
+
+
+async def forward(gateway: Gateway, request: Request, ctx: RequestContext, model_id: str, body: bytes) -> Response:
+    """`serve --workers N`: the runtime process answers open models; the caller's slot is taken here first."""
+    assert gateway.link is not None
+    ctx.routed(model_id, "open")
+    await gateway.platform.acquire_open_slot(ctx)
+    return await gateway.link.forward(request, body, ctx)
+
+
+async def run_v2(gateway: Gateway, ctx: RequestContext, model_id: str, body: bytes) -> Response:
     """`POST /models/v2/{modelId}` for an open model: chat tasks through the canonical form, others as they are."""
-    metered = Metered()
+    open_models = gateway.open
     if open_models.task(model_id) in CHAT_TASKS:
         chat = bytez_v2.decode_chat(body, model_id)
+        metered = await _admit(gateway, ctx, model_id)
         if chat.stream:
-            events = await open_models.chat_stream(model_id, chat, metered)
+            events = tap_usage(await open_models.chat_stream(model_id, chat, metered), ctx)
             chunks = bytez_v2.encode_stream(events, _on_stream_error(model_id))
             return StreamingResponse(
                 close_after(chunks, events.aclose, model_id),
@@ -52,12 +74,14 @@ async def run_v2(open_models: OpenModels, model_id: str, body: bytes) -> Respons
                 headers=meter_headers(None),
             )
         result = await open_models.chat(model_id, chat, metered)
+        ctx.add_usage(result.usage)
         return json_response(bytez_v2.encode_result(result), headers=meter_headers(metered))
     payload = _run_body(body)
     if payload.get("stream"):
         raise InvalidRequest(
             f"'{model_id}' is a {open_models.task(model_id)} model; streaming is for chat models.", param="stream"
         )
+    metered = await _admit(gateway, ctx, model_id)
     output = await open_models.run(model_id, payload, metered)
     return json_response(to_json({"error": None, "output": output}), headers=meter_headers(metered))
 
@@ -74,7 +98,8 @@ def _run_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-async def openai_chat(open_models: OpenModels, decoded: DecodedChat) -> Response:
+async def openai_chat(gateway: Gateway, ctx: RequestContext, decoded: DecodedChat) -> Response:
+    open_models = gateway.open
     model_id = decoded.model_id
     task = open_models.task(model_id)
     if task not in CHAT_TASKS:
@@ -84,9 +109,9 @@ async def openai_chat(open_models: OpenModels, decoded: DecodedChat) -> Response
             param="model",
         )
     chat = replace(decoded.request, model=model_id)
-    metered = Metered()
+    metered = await _admit(gateway, ctx, model_id)
     if chat.stream:
-        events = await open_models.chat_stream(model_id, chat, metered)
+        events = tap_usage(await open_models.chat_stream(model_id, chat, metered), ctx)
         chunks = openai_compat.encode_stream(events, model_id, decoded.include_usage)
         return StreamingResponse(
             close_after(chunks, events.aclose, model_id),
@@ -94,11 +119,15 @@ async def openai_chat(open_models: OpenModels, decoded: DecodedChat) -> Response
             headers={"cache-control": "no-cache", **meter_headers(None)},
         )
     result = await open_models.chat(model_id, chat, metered)
+    ctx.add_usage(result.usage)
     return json_response(openai_compat.encode_result(result, model_id), headers=meter_headers(metered))
 
 
-async def openai_passthrough(open_models: OpenModels, path: str, model_id: str, body: dict[str, Any]) -> Response:
+async def openai_passthrough(
+    gateway: Gateway, ctx: RequestContext, path: str, model_id: str, body: dict[str, Any]
+) -> Response:
     """`/v1/completions` and `/v1/embeddings` for an open model: the instance speaks them natively."""
-    metered = Metered()
-    raw = await open_models.openai_passthrough(model_id, path, body, metered)
+    metered = await _admit(gateway, ctx, model_id)
+    raw = await gateway.open.openai_passthrough(model_id, path, body, metered)
+    ctx.add_openai_usage(from_json(raw))
     return json_response(raw, headers=meter_headers(metered))

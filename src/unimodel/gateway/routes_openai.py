@@ -12,6 +12,7 @@ from starlette.routing import Route
 from ..frontends import openai_compat
 from ..protocol import InvalidRequest
 from . import routes_open
+from .context import context, tap_usage
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -26,13 +27,17 @@ def routes(gateway: Gateway) -> list[Route]:
         """OpenAI chat completions; `model` is a unimodel model id such as `anthropic/claude-sonnet-4-5`."""
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         decoded = openai_compat.decode_chat(body)
+        ctx = context(request)
         if gateway.open.has(decoded.model_id):
-            return await routes_open.openai_chat(gateway.open, decoded)
+            if gateway.link is not None:
+                return await routes_open.forward(gateway, request, ctx, decoded.model_id, body)
+            return await routes_open.openai_chat(gateway, ctx, decoded)
         route = gateway.catalog.resolve(decoded.model_id)
+        ctx.routed(decoded.model_id, "closed", route.provider)
         chat = replace(decoded.request, model=route.model)
-        key = gateway.provider_key(route, request.headers)
+        key = gateway.provider_key(route, request.headers, ctx.principal)
         if chat.stream:
-            events = await gateway.stream(route, chat, key)
+            events = tap_usage(await gateway.stream(route, chat, key), ctx)
             chunks = openai_compat.encode_stream(events, decoded.model_id, decoded.include_usage)
             return StreamingResponse(
                 close_after(chunks, events.aclose, decoded.model_id),
@@ -40,6 +45,7 @@ def routes(gateway: Gateway) -> list[Route]:
                 headers={"cache-control": "no-cache"},
             )
         result = await gateway.complete(route, chat, key)
+        ctx.add_usage(result.usage)
         return json_response(openai_compat.encode_result(result, decoded.model_id))
 
     @openai
@@ -58,7 +64,9 @@ def routes(gateway: Gateway) -> list[Route]:
             if payload.get("stream"):
                 raise InvalidRequest(f"Streaming {what} is not supported yet; use chat completions.", param="stream")
             if gateway.open.has(model_id):
-                return await routes_open.openai_passthrough(gateway.open, path, model_id, payload)
+                if gateway.link is not None:
+                    return await routes_open.forward(gateway, request, context(request), model_id, body)
+                return await routes_open.openai_passthrough(gateway, context(request), path, model_id, payload)
             gateway.catalog.resolve(model_id)  # an unknown id is a 404
             raise InvalidRequest(
                 f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"

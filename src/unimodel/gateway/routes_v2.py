@@ -13,6 +13,7 @@ from starlette.routing import Route
 from ..frontends import bytez_v2
 from ..protocol import UnimodelError
 from . import routes_open
+from .context import context, tap_usage
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -35,20 +36,25 @@ def routes(gateway: Gateway) -> list[Route]:
     async def run_model(request: Request) -> Response:
         """Run a model: the SDK body (`input`, `params`, `stream`) or the HTTP body (`messages`/`text`)."""
         model_id = request.path_params["model_id"]
+        ctx = context(request)
         if gateway.open.has(model_id):  # a configured open model wins over a provider prefix
             body = await read_body(request, gateway.settings.server.max_body_bytes)
-            return await routes_open.run_v2(gateway.open, model_id, body)
+            if gateway.link is not None:
+                return await routes_open.forward(gateway, request, ctx, model_id, body)
+            return await routes_open.run_v2(gateway, ctx, model_id, body)
         route = gateway.catalog.resolve(model_id)
+        ctx.routed(model_id, "closed", route.provider)
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         chat = bytez_v2.decode_chat(body, route.model)
-        key = gateway.provider_key(route, request.headers)
+        key = gateway.provider_key(route, request.headers, ctx.principal)
         if chat.stream:
-            events = await gateway.stream(route, chat, key)
+            events = tap_usage(await gateway.stream(route, chat, key), ctx)
             chunks = bytez_v2.encode_stream(events, _log_stream_error(model_id))
             return StreamingResponse(
                 close_after(chunks, events.aclose, model_id), media_type="text/plain; charset=utf-8"
             )
         result = await gateway.complete(route, chat, key)
+        ctx.add_usage(result.usage)
         return json_response(bytez_v2.encode_result(result))
 
     @v2

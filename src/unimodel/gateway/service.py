@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -13,6 +15,12 @@ from ..providers.media import MediaFetcher
 from ..runtime.backend import Backend
 from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
+from .keycache import Principal
+from .metrics import UPSTREAM_LATENCY
+
+if TYPE_CHECKING:
+    from .platform import Platform
+    from .runtime_link import RuntimeLink
 
 
 class Gateway:
@@ -28,6 +36,8 @@ class Gateway:
         self._transport = transport
         self._clients: dict[str, ProviderClient] = {}
         self._media = MediaFetcher(settings.media)  # makes no connection until a provider needs an image fetched
+        self.platform: Platform  # set by create_app
+        self.link: RuntimeLink | None = None  # set in a gateway process of `serve --workers N`
 
     def client(self, provider: str) -> ProviderClient:
         client = self._clients.get(provider)
@@ -36,25 +46,46 @@ class Gateway:
             client = self._clients[provider] = ProviderClient(adapter, self._transport, self._media)
         return client
 
-    def provider_key(self, route: Route, headers: Mapping[str, str]) -> str:
-        """The caller's `provider-key` header, else the server-held key, else a 401 saying what to send."""
+    def provider_key(self, route: Route, headers: Mapping[str, str], principal: Principal | None = None) -> str:
+        """The caller's `provider-key` header, else the one their gateway key holds, else the server-held key,
+        else a 401 saying what to send."""
         key = headers.get("provider-key")
         if key:
             return key
+        if principal is not None:
+            stored = principal.provider_keys.get(route.provider)
+            if stored:
+                return stored
         configured = self.settings.provider(route.provider).api_key
         if configured is not None and configured.get_secret_value():
             return configured.get_secret_value()
         raise AuthenticationError(
             f"No key for provider '{route.provider}': send your {route.provider} API key in the 'provider-key' "
-            f"header, or set api_key under [providers.{route.provider}] in the server config.",
+            f"header, store one on your gateway key (`unimodel keys set-provider KEY_ID {route.provider}`), or set "
+            f"api_key under [providers.{route.provider}] in the server config.",
             code="missing_provider_key",
         )
 
     async def complete(self, route: Route, request: ChatRequest, api_key: str) -> ChatResult:
-        return await self.client(route.provider).complete(request, api_key)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self.client(route.provider).complete(request, api_key)
+            outcome = "ok"
+            return result
+        finally:
+            UPSTREAM_LATENCY.labels(route.provider, outcome).observe(time.perf_counter() - started)
 
     async def stream(self, route: Route, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
-        return await self.client(route.provider).stream(request, api_key)
+        """The provider's stream, once its first event is in (the time to it is the upstream latency)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            events = await self.client(route.provider).stream(request, api_key)
+            outcome = "ok"
+            return events
+        finally:
+            UPSTREAM_LATENCY.labels(route.provider, outcome).observe(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -62,3 +93,5 @@ class Gateway:
         self._clients.clear()
         await self._media.aclose()
         await self.open.aclose()
+        if self.link is not None:
+            await self.link.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -32,6 +32,10 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     providers: tuple[str, ...] = ()  # providers it holds a stored key for (names only)
+    # SHA-256 hex of the secret (store.hash_secret): lets a gateway keep every key in memory and look a presented
+    # key up by its hash without asking the database. Not a secret (the secret has ~238 random bits), but kept out
+    # of repr and of every output all the same.
+    secret_hash: str = field(default="", repr=False, compare=False)
 
     @property
     def active(self) -> bool:

@@ -1,0 +1,196 @@
+"""Running the server: one process by default, or `--workers N` gateway processes plus one runtime process.
+
+One process (the default) does everything: the HTTP API, keys, limits, the ledger and the open models.
+
+`--workers N` (N > 1): uvicorn's supervisor runs N gateway processes on the one listening socket; they share
+keys and usage through the store and rate limits through Redis (`[limits] redis_url`, required). Open models
+must stay one controller per machine, so this process first starts a runtime process (the same app, bound to a
+loopback port, answering only requests carrying an internal token) and the gateway processes forward open-model
+and cluster requests to it (gateway/runtime_link.py). Metrics of all processes are aggregated through
+`PROMETHEUS_MULTIPROC_DIR`. docs/architecture.md has the picture.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .config import Settings, load_settings
+from .gateway.logs import configure_logging
+from .gateway.platform import StartupRefused, auth_mode
+from .store import Store
+
+log = logging.getLogger("unimodel.server")
+
+_RUNTIME_URL = "UNIMODEL_RUNTIME_URL"
+_INTERNAL_TOKEN = "UNIMODEL_INTERNAL_TOKEN"
+_RUNTIME_START_S = 60.0
+
+
+def prepare(settings: Settings) -> None:
+    """Checks that must pass before anything listens: the auth mode is allowed here, the store is reachable and
+    migrated. Raises StartupRefused or StoreUnavailable with a message for the operator."""
+    auth_mode(settings)
+    if settings.server.workers > 1 and settings.limits.redis_url is None:
+        raise StartupRefused(
+            f"--workers {settings.server.workers} runs several gateway processes, and rate limits must be counted "
+            "in one place for all of them: set [limits] redis_url (e.g. redis://127.0.0.1:6379/0), or run "
+            "with --workers 1."
+        )
+    Store.open(settings.store, migrate=True).close()
+
+
+def _tune_gc() -> None:
+    # Everything allocated so far lives for the whole process: keep the collector from rescanning it, and let
+    # the young generation grow before a collection, which keeps request tail latency down.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "log_level": settings.server.log_level.lower(),
+        "access_log": False,  # the platform middleware writes the access log (with request ids) when asked
+        "log_config": None,  # keep our JSON logging
+        "loop": "auto",
+        "http": "auto",
+    }
+
+
+def run(settings: Settings, config_path: str | None) -> None:
+    """Serve until interrupted (after `prepare`)."""
+    import uvicorn
+
+    if settings.server.workers == 1:
+        from .gateway import create_app
+
+        app = create_app(settings, store=Store.open(settings.store, migrate=False))
+        _tune_gc()
+        uvicorn.run(app, host=settings.server.host, port=settings.server.port, **_uvicorn_options(settings))
+        return
+
+    metrics_dir = tempfile.mkdtemp(prefix="unimodel-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if config_path:
+        os.environ["UNIMODEL_CONFIG"] = str(Path(config_path).resolve())
+    # The processes read the same settings: the file and the environment, plus what the command line set.
+    os.environ["UNIMODEL_SERVER__HOST"] = settings.server.host
+    os.environ["UNIMODEL_SERVER__PORT"] = str(settings.server.port)
+    os.environ["UNIMODEL_SERVER__WORKERS"] = str(settings.server.workers)
+    runtime = RuntimeProcess()
+    try:
+        runtime.start()
+        os.environ[_RUNTIME_URL] = runtime.url
+        os.environ[_INTERNAL_TOKEN] = runtime.token
+        uvicorn.run(
+            "unimodel.server:gateway_worker_app",
+            factory=True,
+            host=settings.server.host,
+            port=settings.server.port,
+            workers=settings.server.workers,
+            **_uvicorn_options(settings),
+        )
+    finally:
+        runtime.stop(settings.runtime.drain_timeout_s)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+class RuntimeProcess:
+    """The one process that runs the open models; restarted if it dies while the server runs."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_urlsafe(32)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="unimodel-runtime-watch", daemon=True).start()
+
+    def _spawn(self) -> None:
+        env = {**os.environ, _INTERNAL_TOKEN: self.token}
+        command = [sys.executable, "-m", "unimodel", "runtime-process", "--port", str(self.port)]
+        self._process = process = subprocess.Popen(command, env=env)
+        deadline = time.monotonic() + _RUNTIME_START_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StartupRefused(f"the open-model runtime process exited at start (code {process.returncode}).")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise StartupRefused(f"the open-model runtime process did not answer within {_RUNTIME_START_S:.0f} s.")
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            process = self._process
+            if process is not None and process.poll() is not None and not self._stopping.is_set():
+                log.error("the open-model runtime process exited (code %s); starting it again", process.returncode)
+                try:
+                    self._spawn()
+                except StartupRefused as exc:
+                    log.error("restarting the runtime process failed: %s", exc)
+
+    def stop(self, grace_s: float) -> None:
+        self._stopping.set()
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_runtime_process(port: int) -> None:
+    """The runtime process of `--workers N`: the same app on a loopback port, open to internal calls only."""
+    import uvicorn
+
+    from .gateway import create_app
+
+    settings = load_settings()
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    token = os.environ.pop(_INTERNAL_TOKEN)
+    app = create_app(settings, store=Store.open(settings.store, migrate=False), internal_token=token)
+    _tune_gc()
+    uvicorn.run(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
+
+
+def gateway_worker_app() -> Any:
+    """uvicorn's factory for each gateway process of `--workers N` (it imports this in a fresh interpreter)."""
+    from .gateway import create_app
+    from .gateway.runtime_link import RuntimeLink
+
+    settings = load_settings()
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    link = RuntimeLink(os.environ[_RUNTIME_URL], os.environ[_INTERNAL_TOKEN])
+    app = create_app(settings, store=Store.open(settings.store, migrate=False), runtime=link)
+    _tune_gc()
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
