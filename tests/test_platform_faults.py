@@ -4,6 +4,8 @@ started open on a public address."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,10 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from unimodel.config import Settings
+from unimodel.config import Settings, StoreConfig
 from unimodel.gateway.platform import StartupRefused, auth_mode
+from unimodel.store import Store
 
-from .fixtures_pg import PostgresServer
+from .conftest import OPENAI_KEY, Fake
+from .fixtures_pg import PostgresServer, free_port
 from .platform_helpers import Platform, PlatformFactory, chat
 
 UNIMODEL = [sys.executable, "-m", "unimodel"]
@@ -147,3 +151,46 @@ def test_workers_need_redis_for_shared_limits(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "redis_url" in result.stderr
+
+
+def test_a_graceful_stop_writes_every_buffered_usage_record(tmp_path: Path, openai_fake: Fake) -> None:
+    """Records wait a whole minute in memory (flush_interval_s = 60); SIGTERM must still write them all."""
+    port = free_port()
+    config = tmp_path / "unimodel.toml"
+    data = tmp_path / "data"
+    config.write_text(
+        f'[server]\nport = {port}\n[store]\ndata_dir = "{data}"\nflush_interval_s = 60\n'
+        f'[runtime]\ndefault_models = false\n[providers.openai]\nbase_url = "{openai_fake.url}/v1"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIMODEL_")}
+    process = subprocess.Popen([*UNIMODEL, "serve", "--config", str(config)], env=env, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url + "/healthz"))
+        for _ in range(3):
+            r = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"provider-key": OPENAI_KEY},
+            )
+            assert r.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught (the conventional exit status)
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert b"Traceback" not in (process.stderr.read() if process.stderr else b"")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    store = Store.open(StoreConfig(data_dir=str(data)), migrate=False)
+    try:
+        records = store.query_usage(key_id=None)
+    finally:
+        store.close()
+    assert len(records) == 3 and {r.model for r in records} == {"openai/gpt-4o"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 from .. import __version__
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
+from .routes_admin import KeyLimits, NewKey, ProviderKey
 from .routes_clusters import ClusterBody
 from .routes_openai import PREFIXES
 
@@ -53,7 +54,14 @@ def _responses(ok: dict[str, Any], error_ref: str, statuses: tuple[int, ...]) ->
 
 def build_openapi() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(RunRequest, "validation"), (ChatCompletionRequest, "validation"), (ClusterBody, "validation")],
+        [
+            (RunRequest, "validation"),
+            (ChatCompletionRequest, "validation"),
+            (ClusterBody, "validation"),
+            (NewKey, "validation"),
+            (KeyLimits, "validation"),
+            (ProviderKey, "validation"),
+        ],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -150,6 +158,7 @@ def build_openapi() -> dict[str, Any]:
             }
         },
     }
+    paths.update(_platform_paths(v2_env))
     for prefix in PREFIXES:
         tag = prefix.strip("/").replace("/", "_")
         paths[f"{prefix}/chat/completions"] = {
@@ -195,5 +204,109 @@ def build_openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "unimodel", "version": __version__},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "gatewayKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A gateway key; `Authorization: Key <key>` and a bare key work too.",
+                }
+            },
+        },
+        "security": [{"gatewayKey": []}, {}],
+    }
+
+
+def _platform_paths(v2_env: str) -> dict[str, Any]:
+    """Usage, the admin API, health and metrics."""
+    ok = {"description": "The envelope", "content": {"application/json": {"schema": {"$ref": v2_env}}}}
+    key_param = {"name": "keyId", "in": "path", "required": True, "schema": {"type": "string"}}
+    provider_param = {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}
+    time_params = [
+        {"name": "from", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "to", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+
+    def body(model: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}}
+
+    def op(op_id: str, summary: str, errors: tuple[int, ...], **extra: Any) -> dict[str, Any]:
+        return {"summary": summary, "operationId": op_id, "responses": _responses(ok, v2_env, errors), **extra}
+
+    admin_errors = (400, 401, 403, 404, 413, 503)
+    return {
+        "/models/v2/usage": {
+            "get": op(
+                "getUsage",
+                "The calling key's usage records and totals (time ISO 8601 or Unix seconds)",
+                (400, 401, 503),
+                parameters=time_params,
+            )
+        },
+        "/models/v2/admin/usage": {
+            "get": op(
+                "getAllUsage",
+                "Every key's usage (admin)",
+                (400, 401, 403, 503),
+                parameters=[
+                    *time_params,
+                    {"name": "key", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+            )
+        },
+        "/models/v2/admin/keys": {
+            "get": op("listKeys", "Every gateway key (admin; never a secret)", (401, 403)),
+            "post": op(
+                "createKey",
+                "Create a gateway key; the key is shown once (admin)",
+                admin_errors,
+                requestBody=body("NewKey"),
+            ),
+        },
+        "/models/v2/admin/keys/{keyId}": {
+            "get": op("getKey", "A gateway key (admin)", admin_errors, parameters=[key_param]),
+            "patch": op(
+                "patchKey",
+                "Change a key's limits; null returns to the server default (admin)",
+                admin_errors,
+                parameters=[key_param],
+                requestBody=body("KeyLimits"),
+            ),
+            "delete": op("revokeKey", "Revoke a key (admin)", admin_errors, parameters=[key_param]),
+        },
+        "/models/v2/admin/keys/{keyId}/providers/{provider}": {
+            "put": op(
+                "putProviderKey",
+                "Store a provider key on a gateway key, encrypted (admin)",
+                admin_errors,
+                parameters=[key_param, provider_param],
+                requestBody=body("ProviderKey"),
+            ),
+            "delete": op(
+                "deleteProviderKey",
+                "Remove a stored provider key (admin)",
+                admin_errors,
+                parameters=[key_param, provider_param],
+            ),
+        },
+        "/healthz": {
+            "get": {"summary": "Liveness", "operationId": "healthz", "responses": {"200": {"description": "Alive"}}}
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: store, usage ledger and shared limits, each with a reason when not ok",
+                "operationId": "readyz",
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Degraded"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+            }
+        },
     }
