@@ -84,8 +84,8 @@ def record_json(record: UsageRecord) -> dict[str, Any]:
         "status": record.status,
         "inputTokens": record.input_tokens,
         "outputTokens": record.output_tokens,
-        "inferenceSeconds": record.inference_s,
-        "costUsd": record.cost_usd,
+        "inferenceSeconds": None if record.inference_s is None else round(record.inference_s, 6),
+        "costUsd": None if record.cost_usd is None else round(record.cost_usd, 10),
         "latencyMs": record.latency_ms,
     }
 
