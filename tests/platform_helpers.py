@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from unimodel.config import Settings
+from unimodel.config import Settings, StoreConfig
 from unimodel.gateway import create_app
 from unimodel.runtime.backend import LocalBackend, worker_command
 from unimodel.store import Store
@@ -79,6 +79,7 @@ def platform_factory(openai_fake: Fake, anthropic_fake: Fake, tmp_path: Path) ->
         for section, values in overrides.items():
             config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
         settings = Settings(**config)
+        settings.store = StoreConfig(**config["store"])  # this test's own store (the environment names a shared one)
         store = Store.open(settings.store)
         admin = store.create_key("admin", admin=True).secret
         command = functools.partial(worker_command, program=[sys.executable, FAKE_WORKER])

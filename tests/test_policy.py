@@ -1,27 +1,29 @@
 """The autoscaling policy on a fake clock: `now` is a number, a tick is one second, and the "controller" in
 these tests is instant (what the policy asked for at the last tick is ready now) unless a test says otherwise.
+
+Unless a test passes `start_s`, no start time has been measured yet and the policy plans with
+`assumed_start_s` (30 s): a horizon of 30 s and a scale-down hold of 30 s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from itertools import pairwise
 
 import pytest
 
-from unimodel.runtime.policy import Decision, Observation, PolicyConfig, PolicyState, decide
+from unimodel.runtime.policy import Decision, Observation, PolicyConfig, PolicyState, decide, hold, horizon
 
 
-def config(**overrides: float) -> PolicyConfig:
-    values: dict[str, float] = {"min_instances": 0, "max_instances": 20, "target_concurrency": 1.0}
+def config(**overrides: float | None) -> PolicyConfig:
+    values: dict[str, float | None] = {"min_instances": 0, "max_instances": 20, "target_concurrency": 1.0}
     values["idle_timeout_s"] = 600.0
     values.update(overrides)
-    return PolicyConfig(
-        min_instances=int(values.pop("min_instances")),
-        max_instances=int(values.pop("max_instances")),
-        **values,
-    )
+    minimum, maximum = values.pop("min_instances"), values.pop("max_instances")
+    assert minimum is not None and maximum is not None
+    return PolicyConfig(min_instances=int(minimum), max_instances=int(maximum), **values)  # type: ignore[arg-type]
 
 
 def run(
@@ -31,6 +33,7 @@ def run(
     start: float = 0.0,
     state: PolicyState | None = None,
     last_request_at: float | None = None,
+    start_s: float | None = None,
 ) -> list[Decision]:
     """One decision per second over `loads` (the concurrency at each tick). A tick with load has a new
     request; the instances ready at a tick are what the previous decision asked for."""
@@ -40,7 +43,7 @@ def run(
         now = start + i
         if load > 0:
             last_request_at = now
-        decision = decide(cfg, Observation(now, load, state.desired, 0, last_request_at), state)
+        decision = decide(cfg, Observation(now, load, state.desired, 0, last_request_at, start_s), state)
         decisions.append(decision)
         state = decision.state
     return decisions
@@ -54,17 +57,81 @@ def changes(values: Sequence[int]) -> int:
     return sum(1 for a, b in pairwise(values) if a != b)
 
 
-def test_step_up_in_load_panics_and_reaches_the_new_level_within_the_panic_window() -> None:
+def steps(values: Sequence[int], offset: int = 0) -> list[tuple[int, int, int]]:
+    """(tick, before, after) for every change."""
+    return [(offset + t, values[t - 1], values[t]) for t in range(1, len(values)) if values[t] != values[t - 1]]
+
+
+# ── time scales ─────────────────────────────────────────────────────────────
+
+
+def test_the_horizon_and_the_hold_follow_the_start_time() -> None:
+    cfg = config()
+    assert [horizon(cfg, s) for s in (0.5, 6, 20, 60, 300)] == [6, 6, 20, 60, 60]  # within [panic, stable]
+    assert [hold(cfg, s) for s in (0.5, 20, 300)] == [0.5, 20, 300]  # break-even: as long as a start
+    assert hold(config(scale_down_delay_s=45), 2) == 45  # a configured delay wins
+
+
+def test_a_short_start_gives_back_capacity_sooner_than_a_long_one() -> None:
+    # 6 concurrent requests for two minutes, then 1. The horizon average has to come down, then the hold pass.
+    loads = [6] * 120 + [1] * 120
+    fast = desired(run(config(), loads, start_s=2))  # horizon 6 s (the panic window), hold 2 s
+    slow = desired(run(config(), loads, start_s=20))  # horizon 20 s, hold 20 s
+    assumed = desired(run(config(), loads))  # nothing measured: assumed_start_s, 30 s
+    # Halving at most per decision, one step per second once the hold has passed.
+    assert steps(fast)[0] == (122, 6, 5)
+    assert steps(slow) == [(142, 6, 5), (146, 5, 4), (150, 4, 3), (154, 3, 2), (158, 2, 1)]
+    assert steps(assumed)[0] == (154, 6, 5)
+    assert desired(run(config(), loads, start_s=30)) == assumed
+    assert fast[-1] == slow[-1] == assumed[-1] == 1
+
+
+def test_load_that_swings_faster_than_an_instance_starts_is_averaged_out() -> None:
+    # 3 s at 8, 9 s at 1: a mean of 2.75 over any whole period. With a start of 30 s the policy averages
+    # over 30 s and holds for 30 s: one level, no thrash.
+    flapping = ([8] * 3 + [1] * 9) * 60
+    values = desired(run(config(), [3] * 120 + flapping, start_s=30)[120:])
+    naive = [math.ceil(load) for load in flapping]
+    assert changes(naive) == 119
+    assert changes(values) == 0
+    assert values == [4] * len(values)  # ceil(2.75) at worst phase of the 30 s average, held
+
+
+def test_a_dip_longer_than_a_start_is_followed_when_starts_are_cheap() -> None:
+    # With 2 s starts, releasing capacity for a 30 s dip and starting it again costs less than keeping it:
+    # the policy follows the load down after the horizon and the hold, and back up at once.
+    loads = [8] * 60 + [1] * 30 + [8] * 30
+    values = desired(run(config(), loads, start_s=2))
+    assert values[59] == 8
+    assert steps(values)[:2] == [(61, 8, 7), (62, 7, 6)]
+    assert min(values[60:90]) == 1
+    assert values[-1] == 8
+    assert max(values) == 8
+
+
+# ── the behaviours of the KPA-style design ───────────────────────────────────
+
+
+def test_step_up_in_load_panics_and_reaches_the_new_level_at_once() -> None:
     decisions = run(config(), [1] * 100 + [10] * 120)
     assert desired(decisions[:100]) == [1] * 100
-    assert decisions[0].panic  # from zero capacity any load panics, for one stable window
-    assert not any(d.panic for d in decisions[60:100])
-    # Panic (3 wanted, 1 there) at the first tick of the step; the 6 s panic window ramps up to the new level.
-    assert desired(decisions[100:106]) == [3, 4, 6, 7, 9, 10]
+    assert decisions[0].panic  # from zero capacity any load panics, for one horizon
+    assert not any(d.panic for d in decisions[30:100])
+    # Panic (3 wanted over the panic window, 1 there) at the first tick of the step; in panic the policy follows
+    # the load as it is now, not the windows' averages, so it asks for the new level at once.
     assert decisions[100].panic
-    assert desired(decisions[106:]) == [10] * 114
-    # The panic ends once the stable window has caught up and one stable window has passed.
+    assert desired(decisions[100:]) == [10] * 120
+    # Still bursting while the 30 s horizon catches up (the panic window asks for twice what it does), then
+    # the panic ends one horizon after its last panicking tick.
+    end_of_panic = next(t for t in range(101, len(decisions)) if not decisions[t].panic)
+    assert end_of_panic == 142
     assert not decisions[-1].panic
+
+
+def test_step_up_with_a_short_start_panics_for_the_panic_window_only() -> None:
+    decisions = run(config(), [1] * 100 + [10] * 60, start_s=5)  # horizon 6 s
+    assert desired(decisions[100:]) == [10] * 60
+    assert next(t for t in range(101, len(decisions)) if not decisions[t].panic) == 106
 
 
 def test_burst_after_idle_scales_from_zero_at_once_panics_and_stays_within_max() -> None:
@@ -91,39 +158,39 @@ def test_a_single_request_after_idle_gets_one_instance_at_the_first_tick() -> No
 def test_slow_drain_scales_down_gradually_then_to_zero_exactly_after_the_idle_timeout() -> None:
     cfg = config(max_instances=10, idle_timeout_s=120)
     loads = [8] * 120 + [level for level in range(7, 0, -1) for _ in range(30)] + [0] * 200
-    values = desired(run(cfg, loads))
     last_request_at = 329  # the last tick with load
-    assert values[:120] == [8] * 120
-    steps = [(t, values[t - 1], values[t]) for t in range(1, len(values)) if values[t] != values[t - 1]]
-    # Down only after the stable window asked for fewer for the scale-down delay, never more than halving
-    # per step, and never below one instance until the idle timeout.
-    assert steps == [(224, 8, 5), (314, 5, 3), (315, 3, 2), (404, 2, 1), (last_request_at + 120, 1, 0)]
-    assert all(b >= math.ceil(a / 2) for _, a, b in steps[:-1])
-    assert values[last_request_at + 119] == 1
-    assert values[last_request_at + 120 :] == [0] * (len(values) - last_request_at - 120)
+    for start_s, first in ((10, 138), (None, 178)):
+        values = desired(run(cfg, loads, start_s=start_s))
+        assert values[:120] == [8] * 120
+        # One level down per load level, each once the horizon has seen it and the hold has passed (10 + 10 s
+        # after the load fell, or 30 + 30 s with the assumed start), never more than halving, and never below
+        # one instance until the idle timeout.
+        expected = [(first + 30 * i, 8 - i, 7 - i) for i in range(7)] + [(last_request_at + 120, 1, 0)]
+        assert steps(values) == expected
+        assert all(b >= math.ceil(a / 2) for _, a, b in expected[:-1])
+        assert values[last_request_at + 119] == 1
+        assert values[last_request_at + 120 :] == [0] * (len(values) - last_request_at - 120)
 
 
 def test_on_off_flapping_load_does_not_thrash() -> None:
     # 15 s of 8 concurrent requests, 30 s of none, for ten minutes (requests keep coming: no idle timeout).
+    # With the assumed 30 s start, the 30 s hold bridges a gap after each burst the panic answered; in the gap
+    # after the next one the policy halves (the rate limit) and the burst after that panics back to 8: one
+    # step down and one up per two on/off cycles, never below half the burst level, where following the load
+    # would step twice per cycle and drop to nothing.
     flapping = ([8] * 15 + [0] * 30) * 14
     decisions = run(config(), [4] * 120 + flapping)
     values = desired(decisions[120:])
     naive = [math.ceil(load) for load in flapping]
     assert changes(naive) == 27
-    assert changes(values) == 4
-    # The first burst panics; later ones keep the panic going instead of draining and cold-starting again.
-    assert values[-300:] == [8] * 300
-    assert decisions[-1].panic
-
-
-def test_short_spikes_around_an_instance_boundary_do_not_thrash() -> None:
-    # 3 s at 8, 9 s at 1: a stable mean of 2.75 that the 6 s panic window swings around.
-    flapping = ([8] * 3 + [1] * 9) * 60
-    values = desired(run(config(), [3] * 120 + flapping)[120:])
-    naive = [math.ceil(load) for load in flapping]
-    assert changes(naive) == 119
-    assert changes(values) == 1
-    assert values[-600:] == [3] * 600
+    assert changes(values) == 16
+    downs = [(t, a, b) for t, a, b in steps(values, offset=120) if b < a]
+    assert len(downs) == 8
+    assert min(values[60:]) == 4
+    assert values[-1] == 8
+    # Compared with following every swing (2 s starts, each gap longer than a start is worth releasing):
+    cheap_starts = desired(run(config(), [4] * 120 + flapping, start_s=2)[120:])
+    assert changes(cheap_starts) > 3 * changes(values)
 
 
 def test_cold_start_backlog_asks_for_the_total_once_and_counts_starting_instances() -> None:
@@ -143,13 +210,23 @@ def test_cold_start_backlog_without_a_max_does_not_add_on_top_of_starting_instan
     cfg = config(max_instances=100)
     state = decide(cfg, Observation(0, 8, ready=0, starting=0, last_request_at=0), PolicyState()).state
     assert state.desired == 8
-    assert state.panic_until == 60  # zero capacity: any load panics, for one stable window
+    assert state.panic_until == 30  # zero capacity: any load panics, for one horizon (the assumed 30 s start)
     for now in range(1, 30):
         decision = decide(cfg, Observation(now, 8, ready=0, starting=8, last_request_at=0), state)
         assert decision.desired == 8
         # 8 starting are capacity: 8 wanted is not 2 × 8, so the panic is not re-armed tick after tick.
-        assert decision.state.panic_until == 60
+        assert decision.state.panic_until == 30
         state = decision.state
+
+
+def test_a_growing_cold_start_backlog_asks_for_one_slot_per_request_in_total() -> None:
+    cfg = config(max_instances=100)
+    state = PolicyState()
+    starting = 0
+    for now in range(10):  # 5 more requests queue every second while the instances load
+        decision = decide(cfg, Observation(now, 5 + 5 * now, ready=0, starting=starting, last_request_at=now), state)
+        assert decision.desired == 5 + 5 * now  # the total the queue needs, not starting + queue
+        state, starting = decision.state, decision.desired
 
 
 def test_min_instances_stay_warm_when_idle() -> None:
@@ -171,29 +248,27 @@ def test_panic_never_scales_down() -> None:
     decisions = run(config(), [2] * 120 + [10] * 10 + [1] * 200)
     values = desired(decisions)
     assert values[119] == 2
-    assert values[120:126] == [4, 5, 6, 8, 9, 10]
+    assert values[120:130] == [10] * 10  # at once
     in_panic = [d.desired for d in decisions[120:] if d.panic]
     assert in_panic == sorted(in_panic)  # never down while panicking
-    # The load fell to 1 at t=130; the panic holds 10 until one stable window after its last panicking
-    # tick, then the scale-down delay runs, then it halves down to what the stable window asks.
+    # The load fell to 1 at t=130; the panic holds 10 until one horizon after its last panicking tick (129),
+    # the hold keeps what the panic asked for 30 s more, then it halves down to what the horizon asks.
     end_of_panic = next(t for t in range(121, len(decisions)) if not decisions[t].panic)
-    assert end_of_panic == 190
-    assert values[125:250] == [10] * 125
-    assert values[250:253] == [5, 3, 2]
+    assert end_of_panic == 159
+    assert values[120:188] == [10] * 68
+    assert values[188:192] == [5, 3, 2, 1]
     assert values[-1] == 1
 
 
-def test_scale_down_waits_for_the_delay_at_each_level() -> None:
+def test_scale_down_waits_for_the_configured_delay() -> None:
     cfg = config(scale_down_delay_s=30)
     warm = run(cfg, [6] * 120)
     assert warm[-1].desired == 6 and not warm[-1].panic
-    # From t=120 the load is 1 (requests keep coming). The stable mean asks for 5 at t=131, for 2 at t=167.
+    # From t=120 the load is 1 (requests keep coming). The 30 s horizon asks for 5 from t=124 (its mean falls
+    # below 5), 4 from t=130 ... 1 from t=148; each level goes 30 s after it was last asked for.
     decisions = run(cfg, [1] * 180, start=120, state=warm[-1].state)
-    assert decisions[11].state.lower_since == 131
-    steps = [(120 + i, d.desired) for i, d in enumerate(decisions) if d.desired != decisions[i - 1].desired and i]
-    # 30 s after it first asked for fewer: half (3, all it asks then). Asking for fewer again from t=167:
-    # 30 s later, and from there at most halving per tick while it keeps asking for fewer.
-    assert steps == [(161, 3), (197, 2), (198, 1)]
+    values = desired(decisions)
+    assert steps(values, offset=120) == [(154, 6, 5), (160, 5, 4), (166, 4, 3), (172, 3, 2), (178, 2, 1)]
 
 
 def test_scale_down_rate_near_one_still_steps_down_one_at_a_time() -> None:
@@ -220,15 +295,23 @@ def test_scale_to_zero_grace_keeps_one_until_the_idle_timeout() -> None:
     assert grace.desired == 1
     gone = decide(cfg, Observation(700, 0, ready=1, starting=0, last_request_at=100), grace.state)
     assert gone.desired == 0
+    assert gone.state.wants == () and gone.state.panic_until is None
 
 
-def test_samples_are_pruned_to_the_stable_window() -> None:
+def test_a_burst_that_ends_is_given_back_within_a_horizon_and_a_hold_then_zero_after_the_idle_timeout() -> None:
+    values = desired(run(config(idle_timeout_s=60), [10] * 60 + [0] * 120, start_s=2))
+    assert values[:60] == [10] * 60
+    assert steps(values) == [(61, 10, 9), (62, 9, 7), (63, 7, 5), (64, 5, 4), (65, 4, 2), (66, 2, 1), (119, 1, 0)]
+
+
+def test_samples_and_wants_are_pruned_to_their_windows() -> None:
     cfg = config()
     decisions = run(cfg, [(i * 7) % 13 for i in range(10_000)])
     last = decisions[-1].state
     assert len(last.samples) == 60
     assert last.samples[0][0] == 9_999 - 59
     assert max(len(d.state.samples) for d in decisions) == 60
+    assert max(len(d.state.wants) for d in decisions) == 30  # the hold: the assumed 30 s start
     # Four decisions a second: four times the samples, still bounded by the window.
     state = PolicyState()
     for i in range(4_000):
@@ -239,8 +322,8 @@ def test_samples_are_pruned_to_the_stable_window() -> None:
 def test_decide_is_deterministic_and_leaves_its_input_alone() -> None:
     cfg = config()
     state = run(cfg, [3] * 30 + [9] * 5)[-1].state
-    before = PolicyState(state.samples, state.panic_until, state.desired, state.lower_since)
-    observation = Observation(35, 9, ready=3, starting=2, last_request_at=35)
+    before = dataclasses.replace(state)
+    observation = Observation(35, 9, ready=3, starting=2, last_request_at=35, start_s=12)
     assert decide(cfg, observation, state) == decide(cfg, observation, state)
     assert state == before
 
@@ -257,7 +340,10 @@ def test_float_noise_does_not_ask_for_an_extra_instance() -> None:
         {"min_instances": 3, "max_instances": 2},
         {"max_scale_down_rate": 0.5},
         {"stable_window_s": 0},
+        {"panic_window_s": 90},
         {"scale_down_delay_s": -1},
+        {"assumed_start_s": -1},
+        {"idle_timeout_s": -1},
     ],
 )
 def test_a_config_that_cannot_work_is_refused(overrides: dict[str, float]) -> None:

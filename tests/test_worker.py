@@ -7,10 +7,14 @@ puts on the machine; the other transformers tasks run tiny random-weight models 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 import os
+import select
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +27,7 @@ import pytest
 
 from unimodel.runtime.bundled import all_minilm_dir, bundled_models, smollm2_gguf
 
-from .worker_helpers import WorkerProcess, sse_events
+from .worker_helpers import WorkerProcess, free_port, sse_events
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("transformers") is None,
@@ -31,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 FAKE_SERVER = Path(__file__).with_name("worker_fake_openai.py")
-CHAT = [{"role": "user", "content": "What is the capital of France?"}]
+CHAT = [{"role": "user", "content": "Name the capital of France."}]
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -231,6 +235,154 @@ def test_llama_client_that_goes_away_mid_stream_frees_the_model(smol: WorkerProc
     after = smol.post("/v1/chat/completions", {"messages": CHAT, "max_tokens": 3}, timeout=30)
     assert after.status_code == 200
     assert time.monotonic() - started < 5  # not queued behind 400 abandoned tokens
+
+
+def test_llama_client_that_goes_away_before_a_plain_answer_frees_the_model(smol: WorkerProcess) -> None:
+    body = {"messages": [{"role": "user", "content": "Write a very long story."}], "max_tokens": 900}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up (and closes its connection) after 0.5 s
+        httpx.post(smol.url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(0.5))
+    started = time.monotonic()
+    after = smol.post("/v1/chat/completions", {"messages": CHAT, "max_tokens": 3}, timeout=30)
+    assert after.status_code == 200
+    assert time.monotonic() - started < 5  # not queued behind 900 abandoned tokens (~10 s)
+
+
+# --- llama.cpp defaults ------------------------------------------------------------------------------------
+
+
+def test_llama_repetition_penalty_is_1_unless_the_request_gives_one(smol: WorkerProcess) -> None:
+    # llama-cpp-python's chat handlers apply 1.1 by default; Hugging Face `generate` (and OpenAI) callers expect
+    # none. This prompt answers differently under the two (greedy, the worker's defaults for threads).
+    import llama_cpp
+
+    from unimodel.runtime.worker.engines.llama_cpp import default_threads
+
+    gguf = smollm2_gguf()
+    assert gguf is not None
+    threads = default_threads()
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+
+    def direct(**kwargs: Any) -> str:
+        llm.reset()
+        out: Any = llm.create_chat_completion(messages=question, max_tokens=40, temperature=0, **kwargs)
+        return str(out["choices"][0]["message"]["content"])
+
+    def worker(**extra: Any) -> str:
+        body = {"messages": question, "max_tokens": 40, "temperature": 0, **extra}
+        return str(smol.post("/v1/chat/completions", body).json()["choices"][0]["message"]["content"])
+
+    plain, penalized = direct(), direct(repeat_penalty=1.1)
+    assert plain != penalized
+    assert worker() == plain
+    assert worker(repetition_penalty=1.1) == penalized
+    run = smol.post("/v1/run", {"messages": question, "params": {"max_new_tokens": 40, "do_sample": False}})
+    assert run.json()["output"]["content"] == plain
+
+
+@pytest.mark.parametrize(
+    ("engine_args", "batch"),
+    [
+        ({"n_threads": 1}, 1),
+        ({"n_threads": 2}, 2),
+        ({"n_threads": 1, "n_threads_batch": 2}, 2),
+        ({}, None),  # n_threads' own default: half the cores
+    ],
+)
+def test_llama_n_threads_batch_defaults_to_n_threads(engine_args: dict[str, int], batch: int | None) -> None:
+    from unimodel.runtime.worker.engines import ModelSpec
+    from unimodel.runtime.worker.engines.llama_cpp import LlamaCppEngine, default_threads
+
+    gguf = smollm2_gguf()
+    assert gguf is not None
+    spec = ModelSpec("llama.cpp", "chat", "m", str(gguf), {"n_ctx": 256, **engine_args})
+    engine = LlamaCppEngine(spec)
+    engine.load()
+    llm: Any = engine._llm
+    assert llm.n_threads == engine_args.get("n_threads", default_threads())
+    assert llm.n_threads_batch == llm.context_params.n_threads_batch == (batch or default_threads())
+
+
+# --- readiness ----------------------------------------------------------------------------------------------
+
+
+def _worker_with_ready_pipe(*args: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    port = free_port()
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "unimodel.runtime.worker", *args, "--port", str(port)]
+    env = {**os.environ, "UNIMODEL_READY_FD": str(write_end)}
+    proc = subprocess.Popen(argv, env=env, pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(write_end)
+    return proc, read_end, port
+
+
+def test_worker_says_ready_on_its_pipe_once_health_answers_200() -> None:
+    gguf = smollm2_gguf()
+    assert gguf is not None
+    proc, ready, port = _worker_with_ready_pipe(
+        "--engine", "llama.cpp", "--task", "chat", "--model-id", "m", "--path", str(gguf), "--engine-arg", "n_ctx=512"
+    )
+    try:
+        assert select.select([ready], [], [], 60)[0], "no word on the ready pipe"
+        assert os.read(ready, 64) == b"ready\n"
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        assert os.read(ready, 64) == b""  # and it closed its end
+    finally:
+        os.close(ready)
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_worker_that_cannot_load_closes_its_ready_pipe_without_a_word(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.gguf")
+    proc, ready, _ = _worker_with_ready_pipe(
+        "--engine", "llama.cpp", "--task", "chat", "--model-id", "m", "--path", missing
+    )
+    try:
+        assert select.select([ready], [], [], 60)[0]
+        assert os.read(ready, 64) == b""
+        assert proc.wait(30) == 3
+    finally:
+        os.close(ready)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_local_backend_learns_of_readiness_from_the_worker(tmp_path: Path) -> None:
+    from unimodel.config import OpenModelConfig, RuntimeConfig
+    from unimodel.runtime.backend import LocalBackend
+
+    gguf = smollm2_gguf()
+    assert gguf is not None
+    spec = OpenModelConfig(id="smol", task="chat", runtime="llama.cpp", path=str(gguf), engine_args={"n_ctx": 512})
+
+    async def scenario() -> None:
+        backend = LocalBackend(RuntimeConfig(log_dir=str(tmp_path)))
+        try:
+            instance = await backend.start(spec, "smol-1")
+            await asyncio.wait_for(instance.announced.wait(), 60)
+            async with httpx.AsyncClient(trust_env=False) as client:
+                assert (await client.get(instance.address + "/health")).status_code == 200
+        finally:
+            await backend.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_port_in_use_fails_the_worker_at_once() -> None:
+    gguf = smollm2_gguf()
+    assert gguf is not None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        argv = ["--engine", "llama.cpp", "--task", "chat", "--model-id", "m", "--path", str(gguf), "--port", port]
+        done = subprocess.run(
+            [sys.executable, "-m", "unimodel.runtime.worker", *argv], capture_output=True, text=True, timeout=30
+        )
+    assert done.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "loading" not in done.stderr  # before the model
 
 
 def test_llama_embedding_task_serves_normalized_vectors() -> None:

@@ -8,8 +8,8 @@ Started by ``run.py`` (it times from the moment it spawns this process); usable 
 It prints ``STAGE <name> <CLOCK_MONOTONIC seconds>`` lines as it goes (``interpreter`` is the first line of
 this script, before any import but ``time``) and ends with ``RESULT <json>`` (the answer's text and pieces).
 The request is the worker's (llama.cpp engine): the model's own chat template, greedy (temperature 0),
-``max_tokens``, streamed, and ``repeat_penalty`` 1.1 — the default of llama-cpp-python's chat handler, which
-the worker calls, where ``create_chat_completion`` defaults to 1.0 (``run.py`` checks the answers match).
+``max_tokens``, streamed, ``repeat_penalty`` 1.0 (``create_chat_completion``'s default and the worker's when a
+request names none), ``n_threads_batch`` as given (``run.py`` checks the answers match).
 Nothing here touches the network.
 """
 
@@ -52,7 +52,6 @@ def main() -> int:
         messages=[{"role": "user", "content": args.prompt}],
         max_tokens=args.max_tokens,
         temperature=0.0,
-        repeat_penalty=1.1,  # the worker's chat path's default (see above)
         stream=True,
     )
     pieces: list[str] = []

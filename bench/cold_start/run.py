@@ -5,9 +5,10 @@ n_threads, prompt and greedy decoding), each from nothing:
 
 - ``direct``: a fresh process (``direct.py``) imports llama_cpp, loads the GGUF and streams the answer;
   timed from the moment this harness spawns it. The baseline.
-- ``worker``: unimodel's worker (``python -m unimodel.runtime.worker``) started by hand; as soon as it has
-  loaded the model (its ``loaded`` stamp, then ``/health`` = 200) the request goes to its own
-  ``/v1/chat/completions``. It splits unimodel's cost into the worker's and the gateway's.
+- ``worker``: unimodel's worker (``python -m unimodel.runtime.worker``) started by hand, with a ready pipe
+  as unimodel's backend gives it; as soon as it writes ``ready`` there (then ``/health`` = 200, checked once)
+  the request goes to its own ``/v1/chat/completions``. It splits unimodel's cost into the worker's and the
+  gateway's.
 - ``unimodel``: ``unimodel serve`` with one ``[[models]]`` table (min_instances = 0, a short idle timeout);
   the request goes to ``/v1/chat/completions`` while the model has no instance, and is timed from the send
   to the first content token in the SSE stream. Between runs the harness waits until the model has scaled
@@ -18,7 +19,10 @@ from their logs; ``--no-trace`` leaves unimodel's workers without it), so the re
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel]
+    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel] [--src DIR]
+
+``--src`` runs the gateway and its workers from another unimodel source tree (before/after comparisons, e.g.
+``git archive HEAD src | tar -x -C /tmp/before`` then ``--src /tmp/before/src``).
 
 Targets take turns, run by run; one untimed warm-up per target first (page cache, the gateway's first
 request). Everything listens on 127.0.0.1 only and is stopped at the end, also on an error or Ctrl-C.
@@ -36,6 +40,7 @@ import json
 import os
 import platform
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -49,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shar
 from harness import (
     LOOPBACK,
     Children,
+    Proc,
     children_of,
     cpu_seconds,
     free_port,
@@ -67,16 +73,24 @@ ALL_TARGETS = ("direct", "worker", "unimodel")
 TARGET_ADDED_MS = 150.0  # the issue: unimodel adds at most 150 ms to time to first token from zero
 ATTEMPT = itertools.count(1)
 DISTURBED_CPU = 0.10  # a run during which other processes used more than this share of a CPU is rerun
+READY_FD_ENV = "UNIMODEL_READY_FD"  # the worker writes "ready" to this inherited pipe (worker/state.py)
 
 
 # ---------------------------------------------------------------------------------------- processes
 
 
-def child_env(trace: bool = False) -> dict[str, str]:
+SOURCE: str | None = None  # --src: unimodel's source folder for the gateway and the workers
+
+
+def child_env(trace: bool = False, source: bool = False) -> dict[str, str]:
     env = base_child_env()
-    if trace:  # trace/sitecustomize.py stamps the stages of a worker's start (inert in other processes)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "trace"), env.get("PYTHONPATH")) if p)
-        env["UNIMODEL_BENCH_TRACE"] = "1"
+    paths = [str(HERE / "trace")] if trace else []  # trace/sitecustomize.py stamps the stages of a worker's start
+    if source and SOURCE:
+        paths.append(SOURCE)
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)
+    if trace:
+        env["UNIMODEL_BENCH_TRACE"] = "1"  # (inert in other processes)
     return env
 
 
@@ -318,46 +332,52 @@ def run_worker(setup: Setup, index: int, children: Children, roots: list[int]) -
         f"n_threads_batch={setup.n_threads_batch}",
     ]
     log = setup.out / f"worker-{index}-{next(ATTEMPT)}.log"  # one per attempt: stages are read from it
+    # The worker's ready pipe, as unimodel's local backend passes it: "ready" arrives once /health answers 200.
+    ready_r, ready_w = os.pipe()
+    env = {**child_env(trace=True, source=True), READY_FD_ENV: str(ready_w)}
     watch = CpuWatch(*roots)
     spawned = time.monotonic()
-    proc = children.start("worker", argv, log, child_env(trace=True))
+    proc = WorkerProc("worker", argv, log, env, ready_w)
+    os.close(ready_w)
+    children.procs.append(proc)
     try:
-        # Readiness from the probe's "loaded" line (the log file, watched every 2 ms), then /health: polling
-        # /health all along would make the worker's event loop answer hundreds of requests while its load
-        # thread runs, slowing the load (one GIL, two cores).
-        deadline = spawned + setup.timeout_s
-        seen = 0
-        while True:
-            if not proc.alive() or time.monotonic() > deadline:
-                run.error = f"worker not ready (exit code {proc.popen.returncode}):\n{proc.log_tail()}"
-                return run
-            size = log.stat().st_size
-            if size != seen:
-                seen = size
-                if "STAGE loaded " in log.read_text(errors="replace"):
-                    break
-            time.sleep(0.002)
-        while True:
-            try:
-                status, _ = get_json(port, "/health", timeout_s=2.0)
-            except OSError:
-                status = 0
-            if status == 200:
-                ready = time.monotonic()
-                break
-            if not proc.alive() or time.monotonic() > deadline:
-                run.error = f"worker not healthy (exit code {proc.popen.returncode}):\n{proc.log_tail()}"
-                return run
-            time.sleep(0.001)
+        if not select.select([ready_r], [], [], setup.timeout_s)[0] or os.read(ready_r, 64) != b"ready\n":
+            run.error = f"worker not ready (exit code {proc.popen.poll()}):\n{proc.log_tail()}"
+            return run
+        ready = time.monotonic()
+        status, _ = get_json(port, "/health", timeout_s=2.0)
+        if status != 200:
+            run.error = f"worker announced it was ready, but /health answered {status}"
+            return run
         got = stream_chat(port, chat_body(setup.model_id, setup.prompt, setup.max_tokens), setup.timeout_s)
         run.other_cpu = watch.others(proc.pid)
     finally:
+        os.close(ready_r)
         children.stop(proc)
     stages = {name: 1000 * (at - spawned) for name, at in read_stages(log.read_text(errors="replace")).items()}
     stages["ready_seen"] = 1000 * (ready - spawned)
     stages["request_sent"] = 1000 * (got.sent - spawned)
     fill(run, got, spawned, stages)
     return run
+
+
+class WorkerProc(Proc):
+    """A worker in its own process group, logging to a file, inheriting the write end of its ready pipe."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str], ready_fd: int) -> None:
+        self.name = name
+        self.log = log
+        self.logfile = log.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+            pass_fds=(ready_fd,),
+        )
 
 
 def fill(run: Run, got: Streamed, origin: float, stages: dict[str, float]) -> None:
@@ -410,7 +430,15 @@ class Gateway:
             "max_instances": 1,
             "idle_timeout_s": args.idle_timeout_s,
         }
-        lines = ["[runtime]", "default_models = false", f"tick_s = {args.tick_s}"]
+        # text logs: their times have milliseconds (the stage table reads the launch and ready lines)
+        lines = [
+            "[server]",
+            'log_format = "text"',
+            "",
+            "[runtime]",
+            "default_models = false",
+            f"tick_s = {args.tick_s}",
+        ]
         lines += [f'log_dir = "{setup.out / "instances"}"', "", "[[models]]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in model.items()]
         lines.append(
@@ -423,7 +451,7 @@ class Gateway:
         exe = Path(setup.python).parent / "unimodel"
         argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(self.port)]
         self.log = setup.out / "unimodel.log"
-        self.proc = children.start("unimodel", argv, self.log, child_env(trace=args.trace))
+        self.proc = children.start("unimodel", argv, self.log, child_env(trace=args.trace, source=True))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if not self.proc.alive():
@@ -512,10 +540,12 @@ def _f(value: float | None, digits: int = 0) -> str:
 
 
 _WORKER_START = [
-    ("worker imports (its package, starlette, the engine module, uvicorn)", "interpreter", "uvicorn_imported"),
-    ("app built, uvicorn started, load thread begins", "uvicorn_imported", "load_start"),
-    ("import llama_cpp", "load_start", "import_llama_cpp"),
-    ("Llama(...): model load", "import_llama_cpp", "loaded"),
+    ("worker's own modules, then import llama_cpp (main thread)", "interpreter", "import_llama_cpp"),
+    ("→ load thread started", "import_llama_cpp", "load_start"),
+    ("Llama(...): model load, in the load thread", "load_start", "loaded"),
+    ("  meanwhile (main thread), load start → the HTTP app and server imported", "load_start", "app_imported"),
+    ("  meanwhile (main thread), load start → the server listens", "load_start", "serving"),
+    ("loaded → worker ready (loaded and listening; announced)", "loaded", "worker_ready"),
 ]
 _WORKER_ANSWER = [
     ("engine's chat → its first piece (template, prompt eval, first token)", "engine_chat", "engine_first_piece"),
@@ -532,7 +562,7 @@ STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
     "worker": [
         ("spawn → interpreter running (Python start-up)", "", "interpreter"),
         *_WORKER_START,
-        ("loaded → /health 200 seen (harness: watches the log, then /health)", "loaded", "ready_seen"),
+        ("worker ready → harness reads it on the ready pipe", "worker_ready", "ready_seen"),
         ("request sent → engine's chat called (HTTP, parsing, thread hand-off)", "request_sent", "engine_chat"),
         *_WORKER_ANSWER,
     ],
@@ -540,7 +570,7 @@ STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
         ("send → worker process launched (gateway log, ms)", "", "launched"),
         ("launched → interpreter running (Python start-up)", "launched", "interpreter"),
         *_WORKER_START,
-        ("loaded → the gateway sees it ready (its /health poll)", "loaded", "ready"),
+        ("worker ready → the gateway has it ready (announcement, one /health; log, ms)", "worker_ready", "ready"),
         ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
         *_WORKER_ANSWER,
     ],
@@ -633,12 +663,16 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
 
 
 def health_poll_ms() -> str:
-    """The controller's poll interval for a starting instance, as this checkout has it."""
+    """The controller's poll interval for a starting instance, and whether its workers announce readiness, as
+    the source that runs has them."""
+    runtime = Path(SOURCE or REPO / "src") / "unimodel" / "runtime"
     try:
-        from unimodel.runtime import controller
-    except ImportError:
+        m = re.search(r"^HEALTH_POLL_S = ([0-9.]+)", (runtime / "controller.py").read_text(), re.M)
+        announces = READY_FD_ENV in (runtime / "backend.py").read_text()
+    except OSError:
         return "?"
-    return f"{1000 * controller.HEALTH_POLL_S:g}"
+    poll = f"{1000 * float(m.group(1)):g}" if m else "?"
+    return poll + (" (workers announce readiness on a pipe: then one /health at once)" if announces else "")
 
 
 def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
@@ -664,7 +698,8 @@ def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}",
-        "unimodel": f"{sha}{' + uncommitted src/ changes' if dirty else ''}; llama-cpp-python {llama_version}",
+        "unimodel": (f"the source in {SOURCE}" if SOURCE else f"{sha}{' + uncommitted src/ changes' if dirty else ''}")
+        + f"; llama-cpp-python {llama_version}",
         "model": f"{setup.model_id} ({Path(setup.gguf).name}), n_ctx {setup.n_ctx}, n_threads {setup.n_threads}, "
         f"n_threads_batch {setup.n_threads_batch}",
         "request": f"one user message {setup.prompt!r}, max_tokens {setup.max_tokens}, temperature 0, streamed",
@@ -700,11 +735,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-trace", dest="trace", action="store_false", help="run unimodel's workers without the stage stamps"
     )
     parser.add_argument("--out-dir", default=str(REPO / "bench" / "out"))
+    parser.add_argument(
+        "--src",
+        help="run the gateway and the workers from this unimodel source folder (its parent of `unimodel/`, e.g. "
+        "`src` of a `git archive` of another commit) instead of this checkout's: before/after comparisons",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    global SOURCE
+    SOURCE = str(Path(args.src).resolve()) if args.src else None
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if set(targets) - set(ALL_TARGETS):
         raise SystemExit(f"unknown targets: {sorted(set(targets) - set(ALL_TARGETS))}")

@@ -6,9 +6,9 @@ Started by ``run.py`` (one process per instance it compares with); reads one JSO
 since the request line was read). Prints ``READY`` once the model is loaded. Each request is what unimodel's
 llama.cpp engine does for a chat request: ``reset()`` (no prefix reuse, the worker's default), then the model's
 chat template through ``create_chat_completion``, greedy (temperature 0), streamed internally, with
-``repeat_penalty`` 1.1: the worker calls llama-cpp-python's chat handler, whose default that is (when the
-request names no repetition penalty), while ``create_chat_completion`` defaults to 1.0. ``run.py`` checks that
-every target answers the same text.
+``repeat_penalty`` 1.0: the worker passes 1.0 when the request names no repetition penalty (Hugging Face
+generate's default), rather than llama-cpp-python's chat-handler default of 1.1. ``run.py`` checks that every
+target answers the same text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-REPEAT_PENALTY = 1.1  # what the worker's chat path uses when the request names none (see above)
+REPEAT_PENALTY = 1.0  # what the worker's chat path uses when the request names none (see above)
 
 
 def main() -> int:

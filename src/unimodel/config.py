@@ -240,8 +240,11 @@ class RuntimeConfig(BaseModel):
     stable_window_s: float = Field(default=60.0, gt=0)
     panic_window_s: float = Field(default=6.0, gt=0)
     panic_threshold: float = Field(default=2.0, gt=1)
-    scale_down_delay_s: float = Field(
-        default=60.0, ge=0, description="The load must ask for fewer instances this long before any scale-down."
+    scale_down_delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="The load must ask for fewer instances this long before any scale-down; "
+        "unset: as long as the latest instance took to start (the break-even of keeping an idle one).",
     )
     target_utilization: float = Field(default=1.0, gt=0, le=1, description="Share of instance_concurrency to aim at.")
     drain_timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for a draining instance.")

@@ -8,14 +8,17 @@ In a worker (``python -m unimodel.runtime.worker``) it prints ``STAGE <name> <CL
 on stdout, which the worker's log keeps:
 
 - ``interpreter``: Python is up (site has run);
-- ``uvicorn_imported``: the worker's imports are done (the package with its app and starlette, the engine
-  module, then uvicorn, which ``main`` imports last);
-- ``load_start``, ``import_llama_cpp``, ``loaded``: inside the engine's ``load`` (run in a thread once uvicorn
-  has started): llama_cpp imported, then ``Llama(...)`` built. The worker answers ``/health`` 200 right after;
+- ``import_llama_cpp``: llama_cpp imported (the worker imports it first, in its main thread: the engine's
+  ``prepare``);
+- ``load_start``, ``loaded``: the engine's ``load`` (``Llama(...)``) begins and ends, in the load thread;
+- ``app_imported``: meanwhile, in the main thread, the HTTP app and server are imported;
+- ``serving``: the HTTP server listens; ``worker_ready``: loaded and serving, so ``/health`` answers 200 from now on
+  and the worker announces it on its ready pipe (state.py);
 - ``engine_chat``, ``engine_first_piece``: the engine's ``chat`` called for the first request, and its first
   text piece.
 
-The stamps wrap the engine's methods and watch two imports; they cost microseconds.
+The stamps wrap a few methods and watch a few imports; they cost microseconds. They are written to a copy of
+stdout's descriptor.
 """
 
 import os
@@ -23,7 +26,9 @@ import sys
 import time
 
 if os.environ.get("UNIMODEL_BENCH_TRACE") == "1" and "unimodel.runtime.worker" in getattr(sys, "orig_argv", ()):
-    print(f"STAGE interpreter {time.monotonic():.6f}", flush=True)  # before this module's own imports
+    # A copy of stdout: the stamps still reach the log if something points fd 1 elsewhere for a while.
+    _OUT = os.fdopen(os.dup(1), "w", buffering=1)
+    _OUT.write(f"STAGE interpreter {time.monotonic():.6f}\n")  # before this module's own imports
 
     import importlib.abc
     from collections.abc import Callable, Iterator
@@ -31,7 +36,7 @@ if os.environ.get("UNIMODEL_BENCH_TRACE") == "1" and "unimodel.runtime.worker" i
     from typing import Any
 
     def _stage(name: str) -> None:
-        print(f"STAGE {name} {time.monotonic():.6f}", flush=True)
+        _OUT.write(f"STAGE {name} {time.monotonic():.6f}\n")
 
     def _patch_engine(module: ModuleType) -> None:
         engine = module.LlamaCppEngine
@@ -45,9 +50,6 @@ if os.environ.get("UNIMODEL_BENCH_TRACE") == "1" and "unimodel.runtime.worker" i
 
         def load(self: Any) -> None:
             _stage("load_start")
-            import llama_cpp  # noqa: F401  (the engine's load imports it: timed here, then cached)
-
-            _stage("import_llama_cpp")
             original_load(self)
             _stage("loaded")
 
@@ -65,9 +67,27 @@ if os.environ.get("UNIMODEL_BENCH_TRACE") == "1" and "unimodel.runtime.worker" i
 
         engine.load, engine.chat = load, chat
 
+    def _patch_state(module: ModuleType) -> None:
+        state = module.ModelState
+        original_serving, original_ready = state.serving, state._become_ready
+
+        def serving(self: Any) -> None:
+            _stage("serving")
+            original_serving(self)
+
+        def become_ready(self: Any) -> None:
+            before = self.status
+            original_ready(self)
+            if before != "ready" and self.status == "ready":
+                _stage("worker_ready")
+
+        state.serving, state._become_ready = serving, become_ready
+
     _WATCH: dict[str, Callable[[ModuleType], None]] = {
-        "uvicorn": lambda module: _stage("uvicorn_imported"),
+        "llama_cpp": lambda module: _stage("import_llama_cpp"),
+        "unimodel.runtime.worker.app": lambda module: _stage("app_imported"),
         "unimodel.runtime.worker.engines.llama_cpp": _patch_engine,
+        "unimodel.runtime.worker.state": _patch_state,
     }
 
     class _AfterImport(importlib.abc.MetaPathFinder):

@@ -16,7 +16,7 @@ from pythonjsonlogger.json import JsonFormatter
 request_id_var: ContextVar[str | None] = ContextVar("unimodel_request_id", default=None)
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-_JSON_FIELDS = ["asctime", "levelname", "name", "message", "request_id"]
+_JSON_FIELDS = ["levelname", "name", "message", "request_id"]
 
 
 _installed = False
@@ -53,9 +53,8 @@ def configure_logging(level: str = "info", fmt: Literal["json", "text"] = "json"
         handler.setFormatter(
             JsonFormatter(
                 _JSON_FIELDS,
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                timestamp=False,
-                datefmt="%Y-%m-%dT%H:%M:%S%z",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",  # ISO 8601, UTC, with microseconds
             )
         )
     else:

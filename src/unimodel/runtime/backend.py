@@ -1,7 +1,9 @@
 """Backends start and stop model instances; they know nothing of routing or load.
 
 An `Instance` is one process serving one model over HTTP at `address`. Its `exited` event is set within a
-second of the process dying — however it died — so the controller can take it out of the router at once.
+second of the process dying — however it died — so the controller can take it out of the router at once. Its
+`announced` event is set when the process says it is ready (its `/health` answers 200 from then on), so the
+controller need not wait for its next poll; a process that says nothing is found ready by polling.
 
     backend = LocalBackend(settings.runtime)
     instance = await backend.start(spec, "smollm2-1")     # returns once the process runs (not yet ready)
@@ -9,7 +11,9 @@ second of the process dying — however it died — so the controller can take i
 
 `LocalBackend` runs `python -m unimodel.runtime.worker …` (docs/open-models.md, "The worker") as a
 subprocess in its own process group, on a free loopback port, with stdout and stderr in one log file per
-instance. The command line is injectable (`command_for`) so tests can launch a fake worker instead.
+instance. The command line is injectable (`command_for`) so tests can launch a fake worker instead. Each
+process inherits the write end of a pipe, named by `UNIMODEL_READY_FD`; the worker writes `ready` there once it
+serves (worker/state.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = ["Backend", "CommandFor", "Instance", "LocalBackend", "worker_command"
 log = logging.getLogger("unimodel.runtime")
 
 WORKER_PROGRAM: tuple[str, ...] = (sys.executable, "-m", "unimodel.runtime.worker")
+READY_FD_ENV = "UNIMODEL_READY_FD"  # the worker's side: worker/state.py
 
 
 @dataclass(eq=False)
@@ -50,6 +55,7 @@ class Instance:
     started_at: float = field(default_factory=time.monotonic)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     returncode: int | None = None  # set when `exited` fires (negative: killed by that signal)
+    announced: asyncio.Event = field(default_factory=asyncio.Event)  # the process said it is ready
 
 
 class Backend(abc.ABC):
@@ -130,25 +136,57 @@ class LocalBackend(Backend):
         port = free_port(self._host)
         argv = list(self._command_for(spec, port))
         log_path = self.log_dir / f"{_safe_name(instance_id)}.log"
-        env = {**os.environ, **(self._env or {}), "PYTHONUNBUFFERED": "1"}
         log.debug("instance %s: %s", instance_id, " ".join(argv))
         out = await asyncio.to_thread(open, log_path, "ab")
-        with out:  # the child has its own copy of the descriptor
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() reaches the engine's children too
-                env=env,
-            )
+        ready_r, ready_w = os.pipe()  # the process writes "ready" to ready_w once it serves
+        env = {**os.environ, **(self._env or {}), "PYTHONUNBUFFERED": "1", READY_FD_ENV: str(ready_w)}
+        try:
+            with out:  # the child has its own copy of the descriptor
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stop() reaches the engine's children too
+                    env=env,
+                    pass_fds=(ready_w,),
+                )
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
         instance = Instance(
             id=instance_id, model_id=spec.id, address=f"http://{self._host}:{port}", pid=proc.pid, log_path=log_path
         )
+        self._listen_for_ready(instance, ready_r)
         self._procs[instance_id] = proc
         self._watchers[instance_id] = asyncio.create_task(self._watch(instance, proc), name=f"watch:{instance_id}")
         log.info("instance %s of %s started: pid %d on %s, log %s", instance_id, spec.id, proc.pid, port, log_path)
         return instance
+
+    def _listen_for_ready(self, instance: Instance, fd: int) -> None:
+        """Set `instance.announced` when the process writes "ready" to its end of the pipe; stop listening at
+        the end of the pipe (the process wrote, closed it or exited)."""
+        loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        received = bytearray()
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 64)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            received.extend(data)
+            if b"ready" in received:
+                instance.announced.set()
+            if not data or instance.announced.is_set():
+                loop.remove_reader(fd)
+                os.close(fd)
+
+        loop.add_reader(fd, readable)
 
     async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
         try:

@@ -71,7 +71,7 @@ log = logging.getLogger("unimodel.runtime")
 Policy = Callable[[PolicyConfig, Observation, PolicyState], Decision]
 Clock = Callable[[], float]
 
-HEALTH_POLL_S = 0.02  # a cold start waits on this: half of it is added to time-to-first-token on average
+HEALTH_POLL_S = 0.02  # a starting instance that does not announce its readiness is found ready this late
 HEALTH_TIMEOUT_S = 2.0
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
 RETRY_AFTER_S = 1.0  # what a full queue or a queue timeout tells the client to wait
@@ -280,6 +280,7 @@ class Deployment:
             return
         url = instance.address + "/health"
         deadline = replica.created_at + self.spec.start_timeout_s
+        announced = False
         while replica.state is InstanceState.STARTING and not instance.exited.is_set():
             if self.clock() >= deadline:
                 self._start_timed_out(replica)
@@ -288,8 +289,16 @@ class Deployment:
                 if replica.state is InstanceState.STARTING and not instance.exited.is_set():
                     self._became_ready(replica)
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(instance.exited.wait(), HEALTH_POLL_S)
+            # the next poll, or sooner: the process exits, or it announces it is ready (then /health at once)
+            events = [instance.exited] if announced else [instance.exited, instance.announced]
+            if not any(event.is_set() for event in events):
+                waits = [asyncio.ensure_future(event.wait()) for event in events]
+                try:
+                    await asyncio.wait(waits, timeout=HEALTH_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for wait in waits:
+                        wait.cancel()
+            announced = announced or instance.announced.is_set()
 
     async def _healthy(self, url: str) -> bool:
         if self._http is None:
@@ -424,6 +433,7 @@ class Deployment:
             ready=self._count(InstanceState.READY),
             starting=self._count(InstanceState.STARTING),
             last_request_at=self._last_request_at,
+            start_s=self.last_start_s,  # the policy's time scales follow how long an instance takes to start
         )
 
     async def tick(self) -> None:

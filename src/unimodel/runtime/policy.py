@@ -2,27 +2,32 @@
 
 Time is passed in (`now`), never read, so tests and trace replays run on a fake clock.
 
-The decision, in the manner of Knative's KPA (concurrency-based, a stable and a panic window):
+Concurrency-based, with a panic mode in the manner of Knative's KPA, but with its time scales tied to how long
+an instance takes to start (`Observation.start_s`, the latest launch-to-ready time the controller measured;
+`PolicyConfig.assumed_start_s` until there is one). Call that the start time `s`:
 
-1. Record `(now, concurrency)`; forget samples older than the stable window. Stable concurrency is the mean
-   of the samples in the stable window, panic concurrency the mean of those in the (shorter) panic window.
-2. `want_stable = ceil(stable / target)`, `want_panic = ceil(panic / target)`.
-3. Panic starts when `want_panic >= panic_threshold × capacity`, capacity being the instances that are ready
-   or starting (with no capacity at all, any load panics). It lasts until one stable window has passed since
-   the last panicking observation; once in panic, an observation whose `want_panic` is still
-   `panic_threshold ×` what the stable window asks also counts (the load is still bursting, even though the
-   capacity the panic added keeps it under the first threshold). In panic the policy takes the largest of
-   `want_panic`, `want_stable` and its previous decision: it never scales down.
-4. Out of panic it follows `want_stable` up at once, and down only once the stable window has asked for
-   fewer for `scale_down_delay_s`, then by at most `max_scale_down_rate` per decision (halving by default,
-   and always at least one), so flapping load does not thrash: every step down and up again is a drain and
-   a cold start.
-5. Zero only when nothing is in flight or queued and no request arrived for `idle_timeout_s`; until then at
+1. Record `(now, concurrency)`, concurrency being requests in flight plus requests waiting; keep the samples
+   of the last stable window. The horizon `h` is `s` clamped to [panic window, stable window]: the load is
+   averaged over `h`, since a swing shorter than a start is over before a new instance could serve it.
+   `want_h = ceil(mean over h / target)`, `want_panic = ceil(mean over the panic window / target)`,
+   `want_now = ceil(concurrency now / target)`.
+2. Panic starts when `want_panic >= panic_threshold × capacity`, capacity being the instances that are ready or
+   starting (with no capacity at all, any load panics); once in panic, an observation whose `want_panic` is
+   still `panic_threshold ×` what the horizon asks also counts (the load is still bursting, even though the
+   capacity the panic added keeps it under the first threshold). Panic lasts until one horizon has passed since
+   the last panicking observation. In panic the policy takes the largest of `want_now`, `want_panic`, `want_h`
+   and its previous decision: it follows a burst tick by tick and never scales down.
+3. What the load asks for (`want_h`, or in panic the above) goes up at once and comes down only after `hold`
+   seconds: the decision is the largest ask of the last `hold` seconds, `hold` being `scale_down_delay_s`, or by
+   default the start time. An instance is given back only once it has been unneeded for as long as replacing it
+   would take (the break-even of keeping it: a shorter hold pays a start for every dip, a longer one pays idle
+   time). Down goes by at most `max_scale_down_rate` per decision (halving by default, and at least one).
+4. Zero only when nothing is in flight or queued and no request arrived for `idle_timeout_s`; until then at
    least one instance (the scale-to-zero grace), and at least one at once when load arrives at zero.
-6. Clamped to `[min_instances, max_instances]`.
+5. Clamped to `[min_instances, max_instances]`.
 
 Desired is a total, not an increment, and starting instances count as capacity, so a backlog that piles up
-while instances load asks for the same total again rather than for more on top of those already starting.
+while instances load asks for one slot per request in total, never for more on top of those already starting.
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ class PolicyConfig:
     max_instances: int
     target_concurrency: float  # requests one instance should carry (instance_concurrency × target utilization)
     idle_timeout_s: float
-    stable_window_s: float = 60.0
-    panic_window_s: float = 6.0
+    stable_window_s: float = 60.0  # the longest horizon, and how long samples are kept
+    panic_window_s: float = 6.0  # the shortest horizon, and the window that detects bursts
     panic_threshold: float = 2.0
     max_scale_down_rate: float = 2.0  # out of panic, one decision keeps at least ceil(previous desired / this)
-    scale_down_delay_s: float = 60.0  # the stable window must ask for fewer this long before a scale-down
+    # How long the load must ask for fewer instances before a scale-down; None: the start time (break-even).
+    scale_down_delay_s: float | None = None
+    assumed_start_s: float = 30.0  # the start time until the controller has measured one
 
     def __post_init__(self) -> None:
         if self.min_instances < 0 or self.max_instances < self.min_instances:
@@ -53,12 +60,16 @@ class PolicyConfig:
             raise ValueError(f"target_concurrency must be > 0, not {self.target_concurrency}")
         if self.stable_window_s <= 0 or self.panic_window_s <= 0:
             raise ValueError("stable_window_s and panic_window_s must be > 0")
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError(f"panic_window_s ({self.panic_window_s}) must not exceed stable_window_s")
         if self.idle_timeout_s < 0:
             raise ValueError(f"idle_timeout_s must be >= 0, not {self.idle_timeout_s}")
-        if self.scale_down_delay_s < 0:
+        if self.scale_down_delay_s is not None and self.scale_down_delay_s < 0:
             raise ValueError(f"scale_down_delay_s must be >= 0, not {self.scale_down_delay_s}")
         if self.max_scale_down_rate < 1:
             raise ValueError(f"max_scale_down_rate must be >= 1, not {self.max_scale_down_rate}")
+        if self.assumed_start_s < 0:
+            raise ValueError(f"assumed_start_s must be >= 0, not {self.assumed_start_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +79,15 @@ class Observation:
     ready: int  # instances serving
     starting: int  # instances started but not ready yet: capacity on its way
     last_request_at: float | None  # when the last request arrived (None: never)
+    start_s: float | None = None  # how long the latest instance took from launch to ready (None: none yet)
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyState:
     samples: tuple[tuple[float, float], ...] = ()  # (time, concurrency), oldest first, within the stable window
+    wants: tuple[tuple[float, int], ...] = ()  # (time, what the load asked for), oldest first, within the hold
     panic_until: float | None = None
     desired: int = 0
-    lower_since: float | None = None  # since when the stable window has asked for fewer than `desired`
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,21 @@ class Decision:
     desired: int
     state: PolicyState = field(default_factory=PolicyState)
     panic: bool = False
+
+
+def start_time(config: PolicyConfig, observation: Observation) -> float:
+    """The start time the policy plans with: the measured one, else the assumed one."""
+    return observation.start_s if observation.start_s is not None else config.assumed_start_s
+
+
+def horizon(config: PolicyConfig, start_s: float) -> float:
+    """The window the load is averaged over: the start time, within [panic window, stable window]."""
+    return min(max(start_s, config.panic_window_s), config.stable_window_s)
+
+
+def hold(config: PolicyConfig, start_s: float) -> float:
+    """How long the load must ask for fewer instances before they go."""
+    return config.scale_down_delay_s if config.scale_down_delay_s is not None else start_s
 
 
 def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -> Decision:
@@ -93,51 +120,48 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
     """
     now = observation.now
     concurrency = max(0.0, observation.concurrency)
-    stable_from = now - config.stable_window_s
-    samples = (*(s for s in state.samples if s[0] > stable_from), (now, concurrency))
-    panic_from = now - config.panic_window_s
-    want_stable = _instances(_mean([c for _, c in samples]), config.target_concurrency)
-    want_panic = _instances(_mean([c for t, c in samples if t > panic_from]), config.target_concurrency)
+    start = start_time(config, observation)
+    span = horizon(config, start)
+    samples = (*(s for s in state.samples if s[0] > now - config.stable_window_s), (now, concurrency))
+    target = config.target_concurrency
+    want_h = _instances(_mean([c for t, c in samples if t > now - span]), target)
+    want_panic = _instances(_mean([c for t, c in samples if t > now - config.panic_window_s]), target)
 
     capacity = observation.ready + observation.starting
     panic_until = state.panic_until
     panicking = want_panic > 0 and want_panic >= config.panic_threshold * capacity
-    if panic_until is not None and want_panic >= config.panic_threshold * max(want_stable, 1):
+    if panic_until is not None and want_panic >= config.panic_threshold * max(want_h, 1):
         # Still bursting: the capacity the panic added no longer trips the threshold, but the load would
         # trip it again the moment that capacity was taken away (on/off load would thrash).
         panicking = True
     if panicking:
-        panic_until = now + config.stable_window_s
+        panic_until = now + span
     elif panic_until is not None and now >= panic_until:
         panic_until = None
 
     previous = state.desired
-    lower_since = None
+    want = want_h
     if panic_until is not None:
-        desired = max(want_panic, want_stable, previous)
-    elif want_stable < previous:
-        lower_since = now if state.lower_since is None else state.lower_since
-        if now - lower_since < config.scale_down_delay_s:
-            desired = previous
-        else:
-            # At most `rate` times fewer, but at least one fewer: a rate near 1 must not freeze small counts.
-            desired = max(want_stable, min(_ceil(previous / config.max_scale_down_rate), previous - 1))
-    else:
-        desired = want_stable
+        want = max(_instances(concurrency, target), want_panic, want_h, previous)
+    wants = (*(w for w in state.wants if w[0] > now - hold(config, start)), (now, want))
+    desired = max(w for _, w in wants)
+    if desired < previous:
+        # At most `rate` times fewer, but at least one fewer: a rate near 1 must not freeze small counts.
+        desired = max(desired, min(_ceil(previous / config.max_scale_down_rate), previous - 1))
 
     idle = concurrency == 0 and (
         observation.last_request_at is None or now - observation.last_request_at >= config.idle_timeout_s
     )
     if idle:
         # Nothing to serve and nothing asked for a whole idle timeout: a panic has nothing left to protect.
-        desired, panic_until, lower_since = 0, None, None
+        desired, panic_until, wants = 0, None, ()
     else:
         desired = max(desired, 1)
 
     desired = min(max(desired, config.min_instances), config.max_instances)
     return Decision(
         desired=desired,
-        state=PolicyState(samples=samples, panic_until=panic_until, desired=desired, lower_since=lower_since),
+        state=PolicyState(samples=samples, wants=wants, panic_until=panic_until, desired=desired),
         panic=panic_until is not None,
     )
 

@@ -11,11 +11,31 @@
   tasks), `GET /v1/models`.
 - `POST /v1/run`: the task's v2 input (PROTOCOL.md) → `{"output": …}`; generation tasks stream raw text.
 - Errors: `{"error": {"message", "code", "param", "type"}}` with a real status (errors.py lists the codes).
+- With `UNIMODEL_READY_FD=<fd>` in its environment (an inherited pipe's write end) it writes `ready\n` there
+  once `/health` answers 200, then closes it (state.py); the local backend passes one so it need not poll.
+- Exit status: 0 after SIGTERM or SIGINT (the requests being answered finish first), 1 when the port cannot
+  be bound (at once, before loading), 2 for a bad command line, 3 when the model cannot load.
 """
 
 from __future__ import annotations
 
-from .app import Worker, create_app
-from .engines import ENGINES, Engine, ModelSpec, engine_class
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Worker, create_app
+    from .engines import ENGINES, Engine, ModelSpec, engine_class
 
 __all__ = ["ENGINES", "Engine", "ModelSpec", "Worker", "create_app", "engine_class"]
+
+_LAZY = {"Worker": ".app", "create_app": ".app", "ENGINES": ".engines", "Engine": ".engines"}
+_LAZY |= {"ModelSpec": ".engines", "engine_class": ".engines"}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `python -m unimodel.runtime.worker` imports this package first, and its HTTP app and server are
+    # imported only once the model has started loading (see __main__).
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

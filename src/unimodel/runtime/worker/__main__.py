@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 
 # Nothing the worker runs may reach for the network: models come from local files (or the local cache).
@@ -19,6 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 EXIT_LOAD_FAILED = 3
+EXIT_CANNOT_LISTEN = 1
 
 
 def _engine_arg(text: str) -> tuple[str, str | int | float | bool]:
@@ -55,6 +59,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket's address, bound now (not listening yet: connections are refused until the server
+    serves), so a port in use fails the worker at once instead of after the model load."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from .engines import ModelSpec, engine_class
@@ -79,26 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         health_path=args.health_path,
         start_timeout_s=args.start_timeout,
     )
+    try:
+        sock = _bind(args.host, args.port)
+    except OSError as exc:
+        print(f"unimodel worker: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CANNOT_LISTEN
 
-    import uvicorn
+    from .state import ModelState, ready_fd_from_env
 
-    from .app import Worker, create_app
-
-    config = uvicorn.Config(
-        create_app(worker := Worker(engine_cls(spec))),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    stop = threading.Event()  # a signal, or the model failed
 
     def failed(message: str) -> None:
         print(f"unimodel worker: {message}", file=sys.stderr, flush=True)
-        server.should_exit = True
+        stop.set()
 
-    worker.on_failed = failed
+    model = ModelState(engine_cls(spec), on_failed=failed, ready_fd=ready_fd_from_env())
     where = f" from {spec.path}" if spec.path else ""
     print(
         f"unimodel worker: loading {spec.model_id}{where} ({spec.engine}, {spec.task}); "
@@ -106,8 +121,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    server.run()
-    return EXIT_LOAD_FAILED if worker.status == "failed" else 0
+    # Cold start: the model loads (in a thread) while the HTTP server is imported and started; what the load
+    # needs is imported first, in this thread (two threads importing only take turns with the GIL).
+    model.engine.prepare()
+    model.start_loading()
+
+    from .app import Worker, create_app
+    from .server import Server
+
+    server = Server(sock, create_app(Worker(model)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    if not stop.is_set():
+        server.activate()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True).start()
+        model.serving()
+        stop.wait()
+        server.shutdown()  # no new connections; the requests being answered finish
+        if model.status != "failed":
+            server.wait_idle()
+    model.engine.close()
+    server.server_close()
+    return EXIT_LOAD_FAILED if model.status == "failed" else 0
 
 
 if __name__ == "__main__":

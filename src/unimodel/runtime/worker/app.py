@@ -1,31 +1,26 @@
 """The worker's HTTP app: health, the OpenAI-compatible endpoints and `/v1/run`, over one engine.
 
-The model loads in a background thread once the app starts, so `/health` answers 503 while it loads.
-Blocking inference runs in threads; an engine that is not thread-safe gets one request at a time (a lock
-held until its thread finishes, even when the client has gone). Streams are produced by a thread into a
-queue, so the event loop stays free for `/health`.
+The model loads in a background thread (`__main__` starts it before it imports this module), so `/health`
+answers 503 while it loads; it answers 200 once the model has loaded and the server listens (state.py). Each request is answered by its connection's thread (server.py), which runs the engine
+itself; an engine that is not thread-safe serves one request at a time, in arrival order. A generation stops
+when its client goes away: a streamed one before its next chunk, another one at its next piece.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
-
-from .engines.base import CHAT_TASKS, EMBEDDING_TASKS, GENERATIVE_TASKS, Engine, Outcome, unsupported_task
-from .errors import LoadError, WorkerError, invalid_request, unsupported_parameter
+from .engines.base import CHAT_TASKS, EMBEDDING_TASKS, GENERATIVE_TASKS, Outcome, unsupported_task
+from .errors import WorkerError, invalid_request, unsupported_parameter
 from .params import Generation, from_openai, generation, validate_object
+from .server import HTTPError, JSONResponse, Request, Response, Router, StreamingResponse
+from .state import ModelState
 from .wire import (
     SSE_DONE,
     Envelope,
@@ -39,7 +34,7 @@ from .wire import (
 )
 
 T = TypeVar("T")
-_END = object()
+Answer = Response | StreamingResponse
 
 
 class StopTrimmer:
@@ -67,127 +62,111 @@ class StopTrimmer:
         return out
 
 
+class Gate:
+    """One holder at a time, in arrival order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False
+        self._waiting: deque[threading.Lock] = deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if not self._busy:
+                self._busy = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        turn.acquire()  # released by the holder before us, who hands the gate over
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._busy = False
+
+
 class Worker:
-    """The engine's state (loading, ready, failed) and the one-at-a-time gate for engines that need it."""
+    """The model's state (`model`) as the app sees it, and the one-at-a-time gate for engines that need it."""
 
-    def __init__(self, engine: Engine, on_failed: Callable[[str], None] | None = None) -> None:
-        self.engine = engine
-        self.status = "loading"
-        self.error: str | None = None
-        self.on_failed = on_failed
-        self._gate = None if engine.thread_safe else asyncio.Semaphore(1)
-        engine.on_fatal = self.fail
+    def __init__(self, model: ModelState) -> None:
+        self.model = model
+        self.engine = model.engine
+        self._gate = None if self.engine.thread_safe else Gate()
 
-    def fail(self, reason: str) -> None:
-        """The model cannot serve (it failed to load, or its server died): say why and stop the process."""
-        spec = self.engine.spec
-        self.error = f"model '{spec.model_id}' ({spec.engine}, {spec.task}): {reason}"
-        self.status = "failed"
-        if self.on_failed is not None:
-            self.on_failed(self.error)
+    @property
+    def status(self) -> str:
+        return self.model.status
 
-    def load(self) -> None:
-        started = time.monotonic()
-        try:
-            self.engine.load()
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            self.fail(f"cannot load: {reason}")
-            return
-        self.status = "ready"
-        print(f"unimodel worker: ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    @property
+    def error(self) -> str | None:
+        return self.model.error
 
     def check_ready(self) -> None:
-        if self.status != "ready":
-            message = "The model is still loading; retry when GET /health answers 200."
-            if self.status == "failed":
-                message = f"The model failed to load: {self.error}"
-            raise WorkerError(503, "model_loading", message)
+        self.model.check_ready()
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` in a thread, one at a time for engines that are not thread-safe."""
-        future = await self._start(fn, *args)
-        return await asyncio.shield(future)  # a cancelled caller leaves the thread (and the gate) to finish
-
-    async def _start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        if self._gate is not None:
-            await self._gate.acquire()
-        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        if self._gate is not None:
-            future.add_done_callback(self._leave)  # when the thread is done, not when the caller gives up
-        return future
-
-    def _leave(self, _: object) -> None:
-        if self._gate is not None:
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """The engine, for this thread (one at a time for engines that are not thread-safe)."""
+        if self._gate is None:
+            yield
+            return
+        self._gate.acquire()
+        try:
+            yield
+        finally:
             self._gate.release()
 
-    async def generate(
-        self, start: Callable[[], Iterator[str]], gen: Generation, outcome: Outcome
-    ) -> AsyncGenerator[str, None]:
-        """Text pieces of one generation, cut at `gen.stop`; errors before the first piece raise here."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancelled = threading.Event()
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.turn():
+            return fn(*args)
 
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def produce() -> None:
+    def generate(
+        self,
+        start: Callable[[], Iterator[str]],
+        gen: Generation,
+        outcome: Outcome,
+        gone: Callable[[], bool] | None = None,
+    ) -> Generator[str, None, None]:
+        """Text pieces of one generation, cut at `gen.stop`; it stops when closed, or when `gone()` says the
+        client has gone. Errors before the first piece raise at the first `next`."""
+        with self.turn():
+            pieces = start()
+            trimmer = StopTrimmer(gen.stop)
+            hit = False
             try:
-                pieces = start()
-                trimmer = StopTrimmer(gen.stop)
-                hit = False
-                try:
-                    for piece in pieces:
-                        out, hit = trimmer.feed(piece)
-                        if out:
-                            put(out)
-                        if hit or cancelled.is_set():
-                            break
-                    else:
-                        if tail := trimmer.flush():
-                            put(tail)
-                finally:
-                    close = getattr(pieces, "close", None)
-                    if close is not None:
-                        close()
-                if hit:
-                    outcome.finish_reason = "stop"
-                put(_END)
-            except BaseException as exc:
-                put(exc)
-
-        await self._start(produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, str)
-                yield item
-        finally:
-            cancelled.set()
+                for piece in pieces:
+                    out, hit = trimmer.feed(piece)
+                    if out:
+                        yield out
+                    if hit or (gone is not None and gone()):
+                        break
+                else:
+                    if tail := trimmer.flush():
+                        yield tail
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+            if hit:
+                outcome.finish_reason = "stop"
 
 
-async def _first(pieces: AsyncGenerator[str, None]) -> tuple[str | None, AsyncGenerator[str, None]]:
-    """The first piece (so errors before any output become a proper error response) and the rest."""
-    try:
-        return await anext(pieces), pieces
-    except StopAsyncIteration:
-        return None, pieces
+def _first(pieces: Iterator[str]) -> str | None:
+    """The first piece (so errors before any output become a proper error response)."""
+    return next(pieces, None)
 
 
 def _error(exc: WorkerError) -> JSONResponse:
     headers = {"retry-after": "1"} if exc.code == "model_loading" else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    return JSONResponse(exc.body(), status=exc.status, headers=headers)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+def _json_body(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(f"The body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
@@ -204,15 +183,16 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def create_app(worker: Worker) -> Starlette:
-    """The ASGI app serving `worker`'s engine; the model starts loading when the app starts."""
+def create_app(worker: Worker) -> Router:
+    """The routes serving `worker`'s engine (server.py), and how their errors are answered."""
     engine = worker.engine
     spec = engine.spec
+    forward: Callable[[Request], Answer] | None = getattr(engine, "forward", None)
 
     def gen_from(params: Any) -> Generation:
         return generation(params, engine.generate_specs, engine.name, engine.generate_reasons)
 
-    async def health(request: Request) -> Response:
+    def health(request: Request) -> Answer:
         body: dict[str, Any] = {
             "status": worker.status,
             "model": spec.model_id,
@@ -221,19 +201,17 @@ def create_app(worker: Worker) -> Starlette:
         }
         if worker.error:
             body["error"] = worker.error
-        return JSONResponse(body, status_code=200 if worker.status == "ready" else 503)
+        return JSONResponse(body, status=200 if worker.status == "ready" else 503)
 
-    async def models(request: Request) -> Response:
+    def models(request: Request) -> Answer:
         card = {"id": spec.model_id, "object": "model", "created": 0, "owned_by": "unimodel"}
         return JSONResponse({"object": "list", "data": [card]})
 
-    async def openai_generate(request: Request, kind: str) -> Response:
+    def openai_generate(request: Request, kind: str) -> Answer:
         worker.check_ready()
-        forward = getattr(engine, "forward", None)
         if forward is not None:
-            response: Response = await forward(request)
-            return response
-        body = await _json_body(request)
+            return forward(request)
+        body = _json_body(request)
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         allowed = {"chat", "text-generation"} if kind == "chat" else GENERATIVE_TASKS
         if spec.task not in allowed:
@@ -254,15 +232,16 @@ def create_app(worker: Worker) -> Starlette:
                 raise invalid_request("'prompt' must be a string (one prompt per request).", "prompt")
             start = lambda: engine.complete(prompt, gen, outcome)  # noqa: E731
         envelope = Envelope(kind, str(body.get("model") or spec.model_id))
-        first, rest = await _first(worker.generate(start, gen, outcome))
+        rest = worker.generate(start, gen, outcome, None if stream else request.gone)
+        first = _first(rest)
         if not stream:
-            text = (first or "") + "".join([piece async for piece in rest])
+            text = (first or "") + "".join(rest)
             return JSONResponse(envelope.response(text, outcome))
 
-        async def events() -> AsyncIterator[bytes]:
+        def events() -> Iterator[bytes]:
             try:
                 yield envelope.chunk(first, first=True)
-                async for piece in rest:
+                for piece in rest:
                     yield envelope.chunk(piece)
                 yield envelope.chunk(None, outcome.finish_reason)
                 if include_usage:
@@ -272,24 +251,23 @@ def create_app(worker: Worker) -> Starlette:
             except Exception as exc:
                 yield _sse_error(WorkerError(500, "engine_error", f"{type(exc).__name__}: {exc}"))
             finally:
-                await rest.aclose()  # a client that went away stops the generation
+                rest.close()  # a client that went away stops the generation
             yield SSE_DONE
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        headers = {"cache-control": "no-cache"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers, on_close=rest.close)
 
-    async def chat_completions(request: Request) -> Response:
-        return await openai_generate(request, "chat")
+    def chat_completions(request: Request) -> Answer:
+        return openai_generate(request, "chat")
 
-    async def completions(request: Request) -> Response:
-        return await openai_generate(request, "text")
+    def completions(request: Request) -> Answer:
+        return openai_generate(request, "text")
 
-    async def embeddings(request: Request) -> Response:
+    def embeddings(request: Request) -> Answer:
         worker.check_ready()
-        forward = getattr(engine, "forward", None)
         if forward is not None:
-            response: Response = await forward(request)
-            return response
-        body = await _json_body(request)
+            return forward(request)
+        body = _json_body(request)
         if spec.task not in EMBEDDING_TASKS:
             raise unsupported_task("/v1/embeddings", spec.task, "a feature-extraction model")
         texts = texts_field(body.get("input"), "input")
@@ -298,7 +276,7 @@ def create_app(worker: Worker) -> Starlette:
             raise invalid_request("'encoding_format' must be float or base64.", "encoding_format")
         for name in body.keys() - {"model", "input", "encoding_format", "dimensions", "user"}:
             raise unsupported_parameter(name, engine.name)
-        vectors, tokens = await worker.call(engine.embed, texts)
+        vectors, tokens = worker.call(engine.embed, texts)
         dims = body.get("dimensions")
         if dims is not None and (not vectors or dims != len(vectors[0])):
             raise WorkerError(
@@ -310,27 +288,27 @@ def create_app(worker: Worker) -> Starlette:
         model = str(body.get("model") or spec.model_id)
         return JSONResponse(embeddings_response(vectors, tokens, model, encoding))
 
-    async def run(request: Request) -> Response:
+    def run(request: Request) -> Answer:
         worker.check_ready()
-        body = await _json_body(request)
+        body = _json_body(request)
         fields = run_fields(body)
         stream = _flag(body, "stream")
         task = spec.task
         if stream and task not in GENERATIVE_TASKS:
             raise invalid_request(f"Task '{task}' does not stream; send stream: false.", "stream")
         if task in GENERATIVE_TASKS:
-            return await run_generate(body, fields, stream)
+            return run_generate(request, body, fields, stream)
         if task in EMBEDDING_TASKS:
             for name in validate_object(body.get("params")):
                 raise unsupported_parameter(name, engine.name, f"task '{task}' takes no params")
             value = fields.get("text")
             texts = texts_field(value, "text")
-            vectors, _ = await worker.call(engine.embed, texts)
+            vectors, _ = worker.call(engine.embed, texts)
             return JSONResponse({"output": vectors[0] if isinstance(value, str) else vectors})
-        output = await worker.call(engine.run, fields, body.get("params"))
+        output = worker.call(engine.run, fields, body.get("params"))
         return JSONResponse({"output": output})
 
-    async def run_generate(body: dict[str, Any], fields: dict[str, Any], stream: bool) -> Response:
+    def run_generate(request: Request, body: dict[str, Any], fields: dict[str, Any], stream: bool) -> Answer:
         gen = gen_from(body.get("params"))
         outcome = Outcome()
         if spec.task in CHAT_TASKS:
@@ -346,63 +324,46 @@ def create_app(worker: Worker) -> Starlette:
             text = text_field(fields)
             start = lambda: engine.complete(text, gen, outcome)  # noqa: E731
             prefix = text if gen.return_full_text else ""
-        first, rest = await _first(worker.generate(start, gen, outcome))
+        rest = worker.generate(start, gen, outcome, None if stream else request.gone)
+        first = _first(rest)
         if stream:
 
-            async def chunks() -> AsyncIterator[bytes]:
+            def chunks() -> Iterator[bytes]:
                 if prefix or first:
                     yield (prefix + (first or "")).encode()
                 try:
-                    async for piece in rest:
+                    for piece in rest:
                         yield piece.encode()
                 except Exception as exc:  # after the first byte an error can only end the stream
                     print(f"unimodel worker: stream ended by an error: {exc}", file=sys.stderr, flush=True)
                 finally:
-                    await rest.aclose()
+                    rest.close()
 
-            return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8")
-        text_out = prefix + (first or "") + "".join([piece async for piece in rest])
+            return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8", on_close=rest.close)
+        text_out = prefix + (first or "") + "".join(rest)
         output: Any = {"role": "assistant", "content": text_out} if spec.task in CHAT_TASKS else text_out
         return JSONResponse({"output": output, "usage": usage(outcome), "finish_reason": outcome.finish_reason})
 
-    async def on_worker_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, WorkerError)
-        return _error(exc)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
-        message = f"{request.method} {request.url.path}: {exc.detail}"
-        return _error(WorkerError(exc.status_code, code, message))
-
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        print(f"unimodel worker: {request.url.path} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    def on_error(request: Request, exc: Exception) -> Answer:
+        if isinstance(exc, WorkerError):
+            return _error(exc)
+        if isinstance(exc, HTTPError):
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
+            return _error(WorkerError(exc.status, code, f"{request.method} {request.path}: {exc}"))
+        print(f"unimodel worker: {request.path} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return _error(
             WorkerError(500, "engine_error", f"The engine failed on this request: {type(exc).__name__}: {exc}")
         )
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        threading.Thread(target=worker.load, name="load-model", daemon=True).start()
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(engine.close)
-
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/run", run, methods=["POST"]),
-    ]
-    handlers: dict[Any, Callable[..., Any]] = {
-        WorkerError: on_worker_error,
-        HTTPException: on_http_error,
-        Exception: on_crash,
+    routes: dict[str, dict[str, Callable[[Request], Answer]]] = {
+        "/health": {"GET": health},
+        "/v1/models": {"GET": models},
+        "/v1/chat/completions": {"POST": chat_completions},
+        "/v1/completions": {"POST": completions},
+        "/v1/embeddings": {"POST": embeddings},
+        "/v1/run": {"POST": run},
     }
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    return Router(routes, on_error)
 
 
 def _sse_error(exc: WorkerError) -> bytes:

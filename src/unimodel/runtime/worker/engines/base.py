@@ -75,6 +75,11 @@ class Engine:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
+    def prepare(self) -> None:
+        """Called in the main thread before `load` starts in its own thread, while nothing else runs: import
+        what the load needs here when importing it in the load thread would compete with the web stack's
+        imports for the GIL (errors are left to `load`, which reports them)."""
+
     def load(self) -> None:
         """Load the model (blocking); raise LoadError with a message a person can act on."""
         raise NotImplementedError

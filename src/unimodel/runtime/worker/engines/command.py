@@ -26,12 +26,10 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import httpx
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
 
 from ..errors import LoadError, WorkerError
 from ..params import Generation, pick
+from ..server import Request, StreamingResponse
 from .base import EMBEDDING_TASKS, Engine, Outcome
 
 _TAIL_LINES = 20
@@ -88,7 +86,7 @@ class CommandEngine(Engine):
         super().__init__(spec)
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.Client | None = None
         self._closing = False
         self._ready = False
         self._relay_thread: threading.Thread | None = None
@@ -185,6 +183,8 @@ class CommandEngine(Engine):
 
     def close(self) -> None:
         self._closing = True
+        if self._client is not None:
+            self._client.close()
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -197,25 +197,26 @@ class CommandEngine(Engine):
 
     # --- the OpenAI endpoints, proxied ------------------------------------------------------------------
 
-    async def forward(self, request: Request) -> Response:
+    def forward(self, request: Request) -> StreamingResponse:
         if self._client is None:
             # trust_env=False: a proxy from the environment must not sit between two loopback processes
-            self._client = httpx.AsyncClient(
+            self._client = httpx.Client(
                 base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0), trust_env=False
             )
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = request.path + (f"?{request.query}" if request.query else "")
         headers = {"content-type": request.headers.get("content-type", "application/json")}
-        upstream = self._client.build_request(request.method, path, content=await request.body(), headers=headers)
+        upstream = self._client.build_request(request.method, path, content=request.body, headers=headers)
         try:
-            response = await self._client.send(upstream, stream=True)
+            response = self._client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             raise WorkerError(502, "upstream_error", f"The model server did not answer: {exc}") from exc
         passed = {k: v for k, v in response.headers.items() if k in ("content-type", "retry-after", "cache-control")}
         return StreamingResponse(
-            response.aiter_raw(),
-            status_code=response.status_code,
+            response.iter_raw(),
+            status=response.status_code,
+            media_type=passed.pop("content-type", "application/octet-stream"),
             headers=passed,
-            background=BackgroundTask(response.aclose),
+            on_close=response.close,
         )
 
     # --- /v1/run, translated to the OpenAI endpoints ---------------------------------------------------

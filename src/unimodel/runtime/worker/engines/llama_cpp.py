@@ -6,12 +6,19 @@ the app serves one request at a time. `engine_args` are `Llama(...)` keyword arg
 n_batch, chat_format, …; an unknown one fails the load), plus `reuse_prefix`: keep the previous request's
 evaluated tokens and evaluate only what differs (faster multi-turn chat). It is off by default because the
 numerics then depend on the previous request: the same greedy or seeded request can answer differently.
+
+Defaults that differ from llama-cpp-python's: `n_ctx` 4096; `n_threads_batch` (prompt processing) = `n_threads`
+(llama-cpp-python takes every core, so two instances on one machine would oversubscribe it); and
+`repetition_penalty` 1.0 when a request names none, as Hugging Face `generate` and OpenAI-style servers have it
+(llama-cpp-python's chat handlers would apply 1.1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,12 +92,17 @@ class LlamaCppEngine(Engine):
         "early_stopping": "a beam-search setting, and llama.cpp has no beam search",
     }
 
+    def prepare(self) -> None:
+        with contextlib.suppress(ImportError):  # load() reports it
+            import llama_cpp  # noqa: F401
+
     def load(self) -> None:
         path = self._gguf_file()
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise LoadError(f"llama-cpp-python is not installed ({exc}); run `make install`") from exc
+        _keep_stdio()
         known = set(inspect.signature(Llama.__init__).parameters) - _RESERVED_ARGS | _WORKER_ARGS
         unknown = sorted(set(self.spec.engine_args) - known)
         if unknown:
@@ -98,6 +110,8 @@ class LlamaCppEngine(Engine):
                 f"unknown llama.cpp engine_args: {', '.join(unknown)} (Llama() takes: {', '.join(sorted(known))})"
             )
         kwargs: dict[str, Any] = {"n_ctx": 4096, "verbose": False, **self.spec.engine_args}
+        if kwargs.get("n_threads_batch") is None:
+            kwargs["n_threads_batch"] = kwargs.get("n_threads") or default_threads()
         self._reuse_prefix = bool(kwargs.pop("reuse_prefix", False))
         kwargs["embedding"] = self.spec.task in EMBEDDING_TASKS
         try:
@@ -137,12 +151,13 @@ class LlamaCppEngine(Engine):
             kw["temperature"] = 0.0
         elif gen.temperature is not None:
             kw["temperature"] = gen.temperature
+        # Hugging Face's default, and create_completion's; the chat handlers' own default would be 1.1
+        kw["repeat_penalty"] = 1.0 if gen.repetition_penalty is None else gen.repetition_penalty
         for ours, theirs in (
             ("top_k", "top_k"),
             ("top_p", "top_p"),
             ("min_p", "min_p"),
             ("typical_p", "typical_p"),
-            ("repetition_penalty", "repeat_penalty"),
             ("presence_penalty", "presence_penalty"),
             ("frequency_penalty", "frequency_penalty"),
             ("seed", "seed"),
@@ -200,6 +215,38 @@ class LlamaCppEngine(Engine):
             return super().embed(texts)
         vectors, count = self._llm.embed(texts, normalize=False, return_count=True)
         return [_normalize(_pooled(v)) for v in vectors], int(count)
+
+
+def default_threads() -> int:
+    """llama-cpp-python's default `n_threads`: half the cores (at least one)."""
+    return max((os.cpu_count() or 1) // 2, 1)
+
+
+class _NoRedirect:
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> _NoRedirect:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _keep_stdio() -> None:
+    """Stop llama-cpp-python from pointing fds 1 and 2 (and sys.stdout, sys.stderr) at /dev/null while it loads
+    a model without `verbose`. That is process-wide, and the worker's other threads run meanwhile (its HTTP
+    server starts while the model loads): what they print then would be lost. Nothing of llama.cpp's shows
+    instead: its messages go through llama-cpp-python's log callback, which without `verbose` prints none
+    (llama.cpp's errors come at a level it takes for DEBUG); only a fatal error's last words would reach
+    stderr now, where they help."""
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    modules: list[Any] = [llama_cpp._internals, llama_cpp.llama]
+    for module in modules:
+        if hasattr(module, "suppress_stdout_stderr"):
+            module.suppress_stdout_stderr = _NoRedirect
 
 
 def _pooled(vector: Any) -> list[float]:
