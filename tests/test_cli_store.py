@@ -89,7 +89,7 @@ def test_list_revoke_and_limits(config: Path, store: Store) -> None:
 
     listed = json.loads(run(config, "keys", "list", "--json").stdout)
     assert [k["id"] for k in listed] == [alice.key.id, bob.id]
-    assert listed[0]["revoked_at"] is not None and listed[1]["providers"] == ["openai"]
+    assert listed[0]["revokedAt"] is not None and listed[1]["providers"] == ["openai"]
     assert set(listed[0]) == {
         "id",
         "name",
@@ -97,8 +97,8 @@ def test_list_revoke_and_limits(config: Path, store: Store) -> None:
         "rps",
         "concurrency",
         "admin",
-        "created_at",
-        "revoked_at",
+        "createdAt",
+        "revokedAt",
         "providers",
     }
     assert [k["id"] for k in json.loads(run(config, "keys", "list", "--json", "--active").stdout)] == [bob.id]
@@ -173,21 +173,21 @@ def test_usage_table_csv_and_json(config: Path, store: Store) -> None:
     as_csv = run_usage(config, "--from", "24h", "--format", "csv")
     assert as_csv.exit_code == 0, as_csv.output
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert [(r["request_id"], r["key_id"], r["status"]) for r in rows] == [
+    assert [(r["requestId"], r["keyId"], r["status"]) for r in rows] == [
         ("req-7200", alice, "500"),
         ("req-3600", "", "200"),
     ]
     assert "total: 2 requests" in as_csv.stderr  # stdout stays plain CSV
 
     as_json = json.loads(run_usage(config, "--key", alice, "--format", "json").stdout)
-    assert [r["request_id"] for r in as_json["records"]] == ["req-259200", "req-7200"]
-    assert as_json["totals"]["requests"] == 2 and as_json["totals"]["cost_usd"] == pytest.approx(1.0)
+    assert [r["requestId"] for r in as_json["records"]] == ["req-259200", "req-7200"]
+    assert as_json["totals"]["requests"] == 2 and as_json["totals"]["costUsd"] == pytest.approx(1.0)
     assert datetime.fromisoformat(as_json["records"][0]["time"]) == now - timedelta(days=3)
 
     anonymous = json.loads(run_usage(config, "--key", "anonymous", "--format", "json").stdout)
-    assert [r["key_id"] for r in anonymous["records"]] == [None]
+    assert [r["keyId"] for r in anonymous["records"]] == [None]
     by_model = json.loads(run_usage(config, "--model", "openai/gpt-4o", "--to", "2h", "--format", "json").stdout)
-    assert [r["request_id"] for r in by_model["records"]] == ["req-259200"]
+    assert [r["requestId"] for r in by_model["records"]] == ["req-259200"]
 
     limited = run_usage(config, "--limit", "1")
     assert "showing the first 1 of 3 records" in limited.stderr

@@ -12,14 +12,14 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .config import ConfigError, Settings, load_settings
-from .store import ANY_KEY, UNCHANGED, AnyKey, ApiKey, Store, StoreError, Unchanged, UsageRecord, UsageTotals
+from .store import ANY_KEY, UNCHANGED, AnyKey, Store, StoreError, Unchanged, UsageTotals
+from .store.views import RECORD_FIELDS, key_view, record_view, totals_view
 
 if TYPE_CHECKING:  # click >= 8.5 types ParamType by its value; older clicks cannot be subscripted at runtime
     _LimitType = click.ParamType[float | int | Unchanged | None, Any]
@@ -73,20 +73,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *rows]]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _key_json(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "rps": key.rps,
-        "concurrency": key.concurrency,
-        "admin": key.admin,
-        "created_at": key.created_at.isoformat(),
-        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-        "providers": list(key.providers),
-    }
 
 
 class LimitValue(_LimitType):
@@ -183,7 +169,7 @@ def list_keys(config_path: str | None, as_json: bool, active: bool) -> None:
     with _store(_settings(config_path)) as store:
         found = store.list_keys(include_revoked=not active)
     if as_json:
-        click.echo(json.dumps([_key_json(key) for key in found], indent=2))
+        click.echo(json.dumps([key_view(key) for key in found], indent=2))
         return
     if not found:
         click.echo("No keys yet: `unimodel keys create --name NAME`.", err=True)
@@ -281,27 +267,6 @@ def delete_provider(config_path: str | None, key_id: str, provider: str) -> None
 
 # ---- usage ---------------------------------------------------------------------------------------------------------
 
-_USAGE_FIELDS = [
-    "time",
-    "request_id",
-    "key_id",
-    "model",
-    "kind",
-    "provider",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "inference_s",
-    "cost_usd",
-    "latency_ms",
-]
-
-
-def _record_json(rec: UsageRecord) -> dict[str, Any]:
-    data = asdict(rec)
-    data["time"] = rec.time.isoformat()
-    return data
-
 
 def _totals_line(totals: UsageTotals) -> str:
     return (
@@ -345,16 +310,16 @@ def usage(
     if fmt == "json":
         click.echo(
             json.dumps(
-                {"records": [_record_json(r) for r in records], "totals": asdict(totals)},
+                {"records": [record_view(r) for r in records], "totals": totals_view(totals)},
                 indent=2,
             )
         )
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(_USAGE_FIELDS)
+        writer.writerow(RECORD_FIELDS)
         for rec in records:
-            row = _record_json(rec)
-            writer.writerow(["" if row[f] is None else row[f] for f in _USAGE_FIELDS])
+            row = record_view(rec)
+            writer.writerow(["" if row[f] is None else row[f] for f in RECORD_FIELDS])
         click.echo(_totals_line(totals), err=True)  # stdout stays plain CSV
     else:
         header = ["TIME", "KEY", "MODEL", "STATUS", "IN", "OUT", "INFER_S", "COST_USD", "LATENCY_MS"]

@@ -27,7 +27,8 @@ from starlette.routing import Route
 from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
 from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
-from ..store import ANY_KEY, ApiKey, KeyNotFound, StoreError, UsageRecord, UsageTotals
+from ..store import ANY_KEY, KeyNotFound, StoreError
+from ..store.views import key_view, record_view, totals_view
 from .context import context
 from .http import guarded, json_response, read_body
 from .platform import Platform, StoreUnreachable
@@ -57,52 +58,6 @@ class ProviderKey(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     key: str = Field(min_length=1, max_length=4096)
-
-
-def key_json(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "rps": key.rps,
-        "concurrency": key.concurrency,
-        "admin": key.admin,
-        "createdAt": _iso(key.created_at),
-        "revokedAt": _iso(key.revoked_at) if key.revoked_at else None,
-        "providers": list(key.providers),
-    }
-
-
-def record_json(record: UsageRecord) -> dict[str, Any]:
-    return {
-        "time": _iso(record.time),
-        "requestId": record.request_id,
-        "keyId": record.key_id,
-        "model": record.model,
-        "kind": record.kind,
-        "provider": record.provider,
-        "status": record.status,
-        "inputTokens": record.input_tokens,
-        "outputTokens": record.output_tokens,
-        "inferenceSeconds": None if record.inference_s is None else round(record.inference_s, 6),
-        "costUsd": None if record.cost_usd is None else round(record.cost_usd, 10),
-        "latencyMs": record.latency_ms,
-    }
-
-
-def totals_json(totals: UsageTotals) -> dict[str, Any]:
-    return {
-        "requests": totals.requests,
-        "errors": totals.errors,
-        "inputTokens": totals.input_tokens,
-        "outputTokens": totals.output_tokens,
-        "inferenceSeconds": round(totals.inference_s, 6),
-        "costUsd": round(totals.cost_usd, 8),
-    }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ok(output: object, status: int = 200) -> Response:
@@ -167,19 +122,19 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
     async def list_keys(request: Request) -> Response:
         admin_only(request)
         keys = await call(store.list_keys)
-        return _ok([key_json(k) for k in keys])
+        return _ok([key_view(k) for k in keys])
 
     @v2
     async def create_key(request: Request) -> Response:
         admin_only(request)
         body: NewKey = _body(NewKey, await read_body(request, max_body_bytes))
         created = await call(store.create_key, body.name, rps=body.rps, concurrency=body.concurrency, admin=body.admin)
-        return _ok({**key_json(created.key), "key": created.secret}, status=201)
+        return _ok({**key_view(created.key), "key": created.secret}, status=201)
 
     @v2
     async def get_key(request: Request) -> Response:
         admin_only(request)
-        return _ok(key_json(await call(store.get_key, request.path_params["key_id"])))
+        return _ok(key_view(await call(store.get_key, request.path_params["key_id"])))
 
     @v2
     async def patch_key(request: Request) -> Response:
@@ -188,14 +143,14 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
         changes = {name: getattr(body, name) for name in body.model_fields_set}
         key = await call(store.update_limits, request.path_params["key_id"], **changes)
         await after_change()
-        return _ok(key_json(key))
+        return _ok(key_view(key))
 
     @v2
     async def revoke_key(request: Request) -> Response:
         admin_only(request)
         key = await call(store.revoke_key, request.path_params["key_id"])
         await after_change()
-        return _ok(key_json(key))
+        return _ok(key_view(key))
 
     def provider_of(request: Request) -> str:
         provider: str = request.path_params["provider"]
@@ -213,7 +168,7 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
         body: ProviderKey = _body(ProviderKey, await read_body(request, max_body_bytes))
         await call(store.set_provider_key, key_id, provider, body.key)
         await after_change()
-        return _ok(key_json(await call(store.get_key, key_id)))
+        return _ok(key_view(await call(store.get_key, key_id)))
 
     @v2
     async def delete_provider_key(request: Request) -> Response:
@@ -222,7 +177,7 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
         if not await call(store.delete_provider_key, key_id, provider):
             raise NotFound(f"Key '{key_id}' holds no {provider} key.", param="provider")
         await after_change()
-        return _ok(key_json(await call(store.get_key, key_id)))
+        return _ok(key_view(await call(store.get_key, key_id)))
 
     async def usage_for(request: Request, key_id: object) -> Response:
         query = request.query_params
@@ -237,8 +192,8 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
         totals = await call(store.usage_totals, **filters)
         return _ok(
             {
-                "records": [record_json(r) for r in records],
-                "totals": totals_json(totals),
+                "records": [record_view(r) for r in records],
+                "totals": totals_view(totals),
                 "truncated": len(records) >= limit,
             }
         )
