@@ -18,6 +18,8 @@ from ..protocol import (
     TextDelta,
     TextPart,
     UnimodelError,
+    Usage,
+    UsageEvent,
 )
 from .wire import (
     ChatParams,
@@ -110,13 +112,19 @@ def error_body(error: UnimodelError) -> dict[str, Any]:
 
 
 async def encode_stream(
-    events: AsyncIterator[StreamEvent], on_error: Callable[[UnimodelError], None]
+    events: AsyncIterator[StreamEvent],
+    on_error: Callable[[UnimodelError], None],
+    on_usage: Callable[[Usage], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Raw UTF-8 text chunks. An error after the first byte can only end the stream: `on_error` logs it."""
+    """Raw UTF-8 text chunks. An error after the first byte can only end the stream: `on_error` logs it.
+    `on_usage` hears the stream's usage (the ledger)."""
     async for event in events:
         if isinstance(event, TextDelta):
             if event.text:
                 yield event.text.encode()
+        elif isinstance(event, UsageEvent):
+            if on_usage is not None:
+                on_usage(event.usage)
         elif isinstance(event, StreamError):
             on_error(event.error)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,8 +148,14 @@ def encode_result(result: ChatResult, model_id: str) -> bytes:
     )
 
 
-async def encode_stream(events: AsyncIterator[StreamEvent], model_id: str, include_usage: bool) -> AsyncIterator[bytes]:
-    """SSE `chat.completion.chunk` lines ending in `data: [DONE]`; an error mid-stream ends it with an error."""
+async def encode_stream(
+    events: AsyncIterator[StreamEvent],
+    model_id: str,
+    include_usage: bool,
+    on_usage: Callable[[Usage], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """SSE `chat.completion.chunk` lines ending in `data: [DONE]`; an error mid-stream ends it with an error.
+    `on_usage` hears the stream's usage (the ledger), whether or not the client asked for it."""
     created = int(time.time())
     completion_id = _completion_id("")
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
@@ -200,6 +206,8 @@ async def encode_stream(events: AsyncIterator[StreamEvent], model_id: str, inclu
                 yield chunk({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": event.signature}]})
         elif isinstance(event, UsageEvent):
             usage = event.usage
+            if on_usage is not None:
+                on_usage(usage)
         elif isinstance(event, Finish):
             yield chunk({}, _OPENAI_FINISH[event.reason])
         elif isinstance(event, StreamError):

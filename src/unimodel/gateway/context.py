@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from starlette.requests import Request
 
-from ..protocol import StreamEvent, Usage, UsageEvent
+from ..protocol import Usage
 from .keycache import Principal
 
 if TYPE_CHECKING:
@@ -66,16 +66,3 @@ def context(request: Request) -> RequestContext:
         ctx = request.scope[SCOPE_KEY] = RequestContext("-", datetime.now(UTC), time.perf_counter(), "other")
     assert isinstance(ctx, RequestContext)
     return ctx
-
-
-async def tap_usage(
-    events: AsyncGenerator[StreamEvent, None], ctx: RequestContext
-) -> AsyncGenerator[StreamEvent, None]:
-    """Pass a stream through, noting its usage event for the ledger."""
-    try:
-        async for event in events:
-            if isinstance(event, UsageEvent):
-                ctx.add_usage(event.usage)
-            yield event
-    finally:
-        await events.aclose()

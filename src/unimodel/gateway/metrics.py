@@ -59,6 +59,27 @@ COLD_STARTS = Counter(
 INSTANCE_SECONDS = Counter("unimodel_open_instance_seconds", "Instance-seconds spent on requests.", ["model"])
 
 
+class Children:
+    """A metric's labelled children, looked up once: `metric.labels(...)` takes a lock and builds a key on
+    every call, and this runs a few times per request."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._cache.get(labels)
+        if child is None:
+            child = self._cache[labels] = self._metric.labels(*labels)
+        return child
+
+
+requests = Children(REQUESTS)
+latency = Children(LATENCY)
+upstream_latency = Children(UPSTREAM_LATENCY)
+tokens = Children(TOKENS)
+
+
 class OpenModelGauges:
     """Copies the controller's figures into the metrics (counters advance by what changed since last time)."""
 

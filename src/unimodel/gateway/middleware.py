@@ -9,9 +9,9 @@ the usage record and any slots the request held released.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 
 from pydantic_core import to_json
@@ -60,7 +60,7 @@ class PlatformMiddleware:
             return
         headers = Headers(scope=scope)
         given = headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         path: str = scope["path"]
         ctx = RequestContext(request_id, datetime.now(UTC), time.perf_counter(), surface_of(path))

@@ -181,14 +181,14 @@ class Platform:
         """Metrics for every request; a ledger record for every model call."""
         model = ctx.model or "-"
         if ctx.counted:
-            metrics.REQUESTS.labels(ctx.surface, model, str(ctx.status or 499)).inc()
-            metrics.LATENCY.labels(ctx.surface, model).observe(latency_s)
+            metrics.requests(ctx.surface, model, str(ctx.status or 499)).inc()
+            metrics.latency(ctx.surface, model).observe(latency_s)
         if ctx.model is None or not ctx.record:
             return
         if ctx.input_tokens:
-            metrics.TOKENS.labels(model, "input").inc(ctx.input_tokens)
+            metrics.tokens(model, "input").inc(ctx.input_tokens)
         if ctx.output_tokens:
-            metrics.TOKENS.labels(model, "output").inc(ctx.output_tokens)
+            metrics.tokens(model, "output").inc(ctx.output_tokens)
         if ctx.metered is not None:
             ctx.inference_s = ctx.metered.seconds
         price = self._price(ctx.model)

@@ -16,7 +16,7 @@ from ..frontends import bytez_v2, openai_compat
 from ..frontends.openai_compat import DecodedChat
 from ..protocol import InvalidRequest, UnimodelError
 from ..runtime.service import CHAT_TASKS, Metered
-from .context import RequestContext, tap_usage
+from .context import RequestContext
 from .http import close_after, json_response
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ async def run_v2(gateway: Gateway, ctx: RequestContext, model_id: str, body: byt
         chat = bytez_v2.decode_chat(body, model_id)
         metered = await _admit(gateway, ctx, model_id)
         if chat.stream:
-            events = tap_usage(await open_models.chat_stream(model_id, chat, metered), ctx)
-            chunks = bytez_v2.encode_stream(events, _on_stream_error(model_id))
+            events = await open_models.chat_stream(model_id, chat, metered)
+            chunks = bytez_v2.encode_stream(events, _on_stream_error(model_id), ctx.add_usage)
             return StreamingResponse(
                 close_after(chunks, events.aclose, model_id),
                 media_type="text/plain; charset=utf-8",
@@ -111,8 +111,8 @@ async def openai_chat(gateway: Gateway, ctx: RequestContext, decoded: DecodedCha
     chat = replace(decoded.request, model=model_id)
     metered = await _admit(gateway, ctx, model_id)
     if chat.stream:
-        events = tap_usage(await open_models.chat_stream(model_id, chat, metered), ctx)
-        chunks = openai_compat.encode_stream(events, model_id, decoded.include_usage)
+        events = await open_models.chat_stream(model_id, chat, metered)
+        chunks = openai_compat.encode_stream(events, model_id, decoded.include_usage, ctx.add_usage)
         return StreamingResponse(
             close_after(chunks, events.aclose, model_id),
             media_type="text/event-stream",

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from ..frontends import openai_compat
 from ..protocol import InvalidRequest
 from . import routes_open
-from .context import context, tap_usage
+from .context import context
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -37,8 +37,8 @@ def routes(gateway: Gateway) -> list[Route]:
         chat = replace(decoded.request, model=route.model)
         key = gateway.provider_key(route, request.headers, ctx.principal)
         if chat.stream:
-            events = tap_usage(await gateway.stream(route, chat, key), ctx)
-            chunks = openai_compat.encode_stream(events, decoded.model_id, decoded.include_usage)
+            events = await gateway.stream(route, chat, key)
+            chunks = openai_compat.encode_stream(events, decoded.model_id, decoded.include_usage, ctx.add_usage)
             return StreamingResponse(
                 close_after(chunks, events.aclose, decoded.model_id),
                 media_type="text/event-stream",

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from ..frontends import bytez_v2
 from ..protocol import UnimodelError
 from . import routes_open
-from .context import context, tap_usage
+from .context import context
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -48,8 +48,8 @@ def routes(gateway: Gateway) -> list[Route]:
         chat = bytez_v2.decode_chat(body, route.model)
         key = gateway.provider_key(route, request.headers, ctx.principal)
         if chat.stream:
-            events = tap_usage(await gateway.stream(route, chat, key), ctx)
-            chunks = bytez_v2.encode_stream(events, _log_stream_error(model_id))
+            events = await gateway.stream(route, chat, key)
+            chunks = bytez_v2.encode_stream(events, _log_stream_error(model_id), ctx.add_usage)
             return StreamingResponse(
                 close_after(chunks, events.aclose, model_id), media_type="text/plain; charset=utf-8"
             )

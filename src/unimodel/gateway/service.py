@@ -16,7 +16,7 @@ from ..runtime.backend import Backend
 from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
 from .keycache import Principal
-from .metrics import UPSTREAM_LATENCY
+from .metrics import upstream_latency
 
 if TYPE_CHECKING:
     from .platform import Platform
@@ -74,7 +74,7 @@ class Gateway:
             outcome = "ok"
             return result
         finally:
-            UPSTREAM_LATENCY.labels(route.provider, outcome).observe(time.perf_counter() - started)
+            upstream_latency(route.provider, outcome).observe(time.perf_counter() - started)
 
     async def stream(self, route: Route, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
         """The provider's stream, once its first event is in (the time to it is the upstream latency)."""
@@ -85,7 +85,7 @@ class Gateway:
             outcome = "ok"
             return events
         finally:
-            UPSTREAM_LATENCY.labels(route.provider, outcome).observe(time.perf_counter() - started)
+            upstream_latency(route.provider, outcome).observe(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
