@@ -9,7 +9,8 @@ Only requests that finish inside the window count.  A request is an error when t
 
 It prints one JSON object on stdout:
 ``{"requests", "errors", "duration_s", "rps", "latency_ms": {p50, p90, p99, max, mean},
-"ttfb_ms": {...}, "first_error"}``.
+"ttfb_ms": {...}, "first_error", "sent"}``; ``sent`` counts every request written, also those that
+finished after the window or not at all.
 
 Run: ``python loadgen.py --url http://127.0.0.1:8080/v1/chat/completions --model gpt-4o-mini
 --stream --concurrency 16 --duration 10``.  Only loopback URLs are accepted.
@@ -57,6 +58,7 @@ class Stats:
     ttfbs: list[int] = field(default_factory=list)  # ns
     errors: int = 0
     first_error: str | None = None
+    sent: int = 0  # requests written, whatever became of them
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -134,6 +136,7 @@ async def worker(host: str, port: int, raw: bytes, stream: bool, deadline_ns: in
                 conn = None
                 await asyncio.sleep(0.05)
                 continue
+        stats.sent += 1
         try:
             status, first, end, tail = await conn.request(raw)
         except (ConnectionError, httptools.HttpParserError) as exc:
@@ -204,6 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms": percentiles(stats.latencies),
         "ttfb_ms": percentiles(stats.ttfbs),
         "first_error": stats.first_error,
+        "sent": stats.sent,
     }
 
 

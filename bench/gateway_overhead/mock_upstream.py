@@ -7,7 +7,10 @@ the gateway rather than the mock.
 Every ``POST`` whose path ends in ``/chat/completions`` gets a canned ``chat.completion`` JSON
 (``Content-Length``), or, when the JSON body has ``"stream": true``, a canned Server-Sent-Events
 stream of ``chat.completion.chunk`` events and ``data: [DONE]`` (``Transfer-Encoding: chunked``).
-``GET /v1/models`` and ``GET /health`` answer too; anything else is a 404.
+``GET /v1/models`` and ``GET /health`` answer too, and ``GET /stats`` gives
+``{"chat_completions": N, "by_path": {path: n}}``, the chat requests answered so far, in all and by
+request path (the benchmark gives each gateway its own path prefix and compares the counts with
+the gateways' usage ledgers); anything else is a 404.
 
 Run: ``python mock_upstream.py --port 9100`` (binds 127.0.0.1 only).  It prints ``READY <port>`` on
 stdout once it listens.  ``--stream-interval-ms`` spaces the SSE events out (default 0: the whole
@@ -108,6 +111,8 @@ MODELS = _response(
 )
 HEALTH = _response("200 OK", "application/json", b'{"status":"ok"}')
 NOT_FOUND = _response("404 Not Found", "application/json", b'{"error":{"message":"not found"}}')
+COUNTS = {"chat_completions": 0}  # chat requests answered since start (GET /stats)
+BY_PATH: dict[bytes, int] = {}  # the same by request path
 
 
 class MockProtocol(asyncio.Protocol):
@@ -163,6 +168,8 @@ class MockProtocol(asyncio.Protocol):
         if transport is None:
             return
         if method == b"POST" and path.endswith(b"/chat/completions"):
+            COUNTS["chat_completions"] += 1
+            BY_PATH[path] = BY_PATH.get(path, 0) + 1
             if _STREAM_RE.search(body):
                 if self.stream_interval > 0:
                     self.busy = True
@@ -175,6 +182,9 @@ class MockProtocol(asyncio.Protocol):
             transport.write(MODELS)
         elif method == b"GET" and path in (b"/health", b"/"):
             transport.write(HEALTH)
+        elif method == b"GET" and path == b"/stats":
+            stats = {**COUNTS, "by_path": {k.decode(errors="replace"): v for k, v in BY_PATH.items()}}
+            transport.write(_response("200 OK", "application/json", json.dumps(stats).encode()))
         else:
             transport.write(NOT_FOUND)
         if not keep_alive:

@@ -1,7 +1,10 @@
 """Gateway-overhead benchmark: the latency and throughput a gateway adds in front of an upstream.
 
 One local mock OpenAI upstream (``mock_upstream.py``); the same chat-completion requests are sent to
-it directly, through unimodel and through LiteLLM's proxy, in one run.  For each target, after a
+it directly, through unimodel and through LiteLLM's proxy, in one run.  The platform targets
+(``unimodel-base``, ``unimodel-open``, ``unimodel-keys-sqlite``, ``unimodel-keys-postgres``) run unimodel
+before the platform work and with gateway keys, rate limits and the usage ledger on, against SQLite and
+against a PostgreSQL the harness starts itself, and compare each with ``unimodel-base``.  For each target, after a
 warm-up, every concurrency level runs for ``--duration`` seconds, non-streaming (``wrk``) and
 streaming (``loadgen.py``, which also measures time to first byte).  The report gives requests per
 second, p50/p99 latency, the latency added over the direct path, and the gateway's resident memory.
@@ -9,6 +12,8 @@ second, p50/p99 latency, the latency added over the direct path, and the gateway
 Usage (from the repository root)::
 
     .venv/bin/python bench/gateway_overhead/run.py [--duration 10] [--targets direct,unimodel,litellm]
+    .venv/bin/python bench/gateway_overhead/run.py --targets direct,unimodel-base,unimodel-open,\
+        unimodel-keys-sqlite,unimodel-keys-postgres
 
 Everything it starts (mock, gateways, load generators) listens on or talks to 127.0.0.1 only, and is
 stopped when it ends, also on an error or Ctrl-C.  See bench/README.md.
@@ -28,6 +33,8 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
 from harness import LOOPBACK, Children, Proc, free_port, interrupts_unwind
+from postgres import PG_BIN, Postgres, PostgresError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -42,7 +50,13 @@ BENCH = REPO / "bench"
 LITELLM_VENV = BENCH / ".venv-litellm"
 CHAT_PATH = "/v1/chat/completions"
 MODES = ("non-stream", "stream")
-ALL_TARGETS = ("direct", "unimodel", "litellm")
+# unimodel without the platform (the source of BASE_REV) and the current source with it on, side by side.
+PLATFORM_TARGETS = ("unimodel-base", "unimodel-open", "unimodel-keys-sqlite", "unimodel-keys-postgres")
+ALL_TARGETS = ("direct", "unimodel", "litellm", *PLATFORM_TARGETS)
+DEFAULT_TARGETS = ("direct", "unimodel", "litellm")
+BASE_REV = "44cfa75"  # the commit before the platform work (issue 5)
+# Issue 5: keys, limits and the ledger may add at most this much to the p50 of the gateway without them.
+PLATFORM_BUDGET_MS = 0.5
 # The issue's targets (checked for unimodel): added p50 at c=1, added p99 at c=64, rps vs LiteLLM.
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 15.0
@@ -79,6 +93,7 @@ class Cell:
     steal: float | None = None  # CPU seconds per second the hypervisor took (steal time)
     first_error: str | None = None
     failed: str | None = None  # the cell could not be measured at all
+    rounds_p50: list[float | None] | None = None  # interleaved runs with --rounds: every round's p50, in order
 
 
 @dataclass
@@ -94,6 +109,11 @@ class TargetRun:
     peak_rss_mib: float | None = None
     notes: list[str] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
+    # Chat requests the clients sent to the target (warm-ups, reruns and probes included): at least / at most
+    # (wrk does not say how many were in flight when it stopped).
+    sent_min: int = 0
+    sent_max: int = 0
+    ledger: dict[str, Any] | None = None  # the usage-ledger check of a platform target
 
 
 class StartError(Exception):
@@ -161,6 +181,8 @@ class CpuWatch:
 
     def __init__(self, setup: Setup, gateway_pid: int | None, mock_pid: int) -> None:
         self.gateway_pid, self.mock_pid = gateway_pid, mock_pid
+        self.own_pids = list(setup.own_pids)
+        self.sibling_pids = [pid for pid in setup.sibling_pids if pid != gateway_pid]
         self.pinned = setup.pin
         self.gateway_cpu, self.client_cpu = setup.gateway_cpu, setup.client_cpu
         self.start = self._sample()
@@ -175,13 +197,18 @@ class CpuWatch:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished load generators
         ours = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + tree_cpu_seconds(self.mock_pid)
-        return time.monotonic(), busy_g, steal_g, busy_c, steal_c, gateway, ours
+        ours += sum(tree_cpu_seconds(pid) for pid in self.own_pids)
+        siblings = sum(tree_cpu_seconds(pid) for pid in self.sibling_pids)
+        return time.monotonic(), busy_g, steal_g, busy_c, steal_c, gateway, ours, siblings
 
     def finish(self, cell: Cell) -> None:
         end = self._sample()
-        wall, busy_g, steal_g, busy_c, steal_c, gateway, ours = (b - a for a, b in zip(self.start, end, strict=True))
+        wall, busy_g, steal_g, busy_c, steal_c, gateway, ours, siblings = (
+            b - a for a, b in zip(self.start, end, strict=True)
+        )
         if wall <= 0:
             return
+        gateway += siblings  # the idle gateways of an interleaved run are ours too (on the gateway CPU)
         if not self.pinned:
             cell.steal = steal_g / wall
             cell.other_cpu = max(0.0, busy_g - gateway - ours) / wall
@@ -192,6 +219,7 @@ class CpuWatch:
             cell.steal = (steal_g + steal_c) / wall
             cell.other_cpu = (max(0.0, busy_g - gateway) + max(0.0, busy_c - ours)) / wall
         if self.gateway_pid is not None:
+            gateway -= siblings
             cell.cpu_util = gateway / wall
             cell.cpu_ms_per_req = 1000 * gateway / cell.requests if cell.requests else None
 
@@ -222,24 +250,34 @@ def chat_body(model: str, stream: bool) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def probe(port: int, path: str, model: str, api_key: str, stream: bool) -> str | None:
-    """One real chat request; None when the answer is a well-formed completion, else what was wrong."""
+def http_call(
+    port: int, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection: (status, lower-cased headers, body).  Raises OSError/HTTPException."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
     try:
-        conn.request(
-            "POST",
-            path,
-            body=chat_body(model, stream),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
-        )
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
-    if resp.status != 200:
-        return f"HTTP {resp.status}: {data[:300]!r}"
+
+
+def probe(port: int, path: str, model: str, api_key: str, stream: bool, run: TargetRun | None = None) -> str | None:
+    """One real chat request; None when the answer is a well-formed completion, else what was wrong.
+    With ``run``, the request is counted in its ``sent_min``/``sent_max``."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+    try:
+        status, _, data = http_call(port, "POST", path, chat_body(model, stream), headers)
+    except (OSError, http.client.HTTPException) as exc:
+        if run is not None and not isinstance(exc, ConnectionRefusedError):
+            run.sent_max += 1  # it may have reached the target
+        return f"{type(exc).__name__}: {exc}"
+    if run is not None:
+        run.sent_min += 1
+        run.sent_max += 1
+    if status != 200:
+        return f"HTTP {status}: {data[:300]!r}"
     if stream:
         if b"chat.completion.chunk" not in data or not data.rstrip().endswith(b"data: [DONE]"):
             return f"not an SSE chat.completion.chunk stream ending in [DONE]: {data[:300]!r}"
@@ -251,14 +289,16 @@ def probe(port: int, path: str, model: str, api_key: str, stream: bool) -> str |
     return None if content else f"empty completion: {data[:300]!r}"
 
 
-def wait_ready(proc: Proc, port: int, path: str, model: str, api_key: str, timeout_s: float) -> float:
+def wait_ready(
+    proc: Proc, port: int, path: str, model: str, api_key: str, timeout_s: float, run: TargetRun | None = None
+) -> float:
     """Poll with real requests until the target answers; the seconds it took.  Raises StartError."""
     start = time.monotonic()
     last = "no answer yet"
     while time.monotonic() - start < timeout_s:
         if not proc.alive():
             raise StartError(f"{proc.name} exited with code {proc.popen.returncode}; last probe: {last}", proc)
-        problem = probe(port, path, model, api_key, stream=False)
+        problem = probe(port, path, model, api_key, stream=False, run=run)
         if problem is None:
             return time.monotonic() - start
         last = problem
@@ -283,6 +323,9 @@ class Setup:
     out: Path
     quiet_wait: float = 0.0  # seconds to wait for a quiet machine before a cell
     retries: int = 0  # reruns of a disturbed cell
+    rounds: int = 1  # interleaved platform targets: times every cell is measured (the median round is kept)
+    own_pids: list[int] = field(default_factory=list)  # other process trees this run started (PostgreSQL)
+    sibling_pids: list[int] = field(default_factory=list)  # gateways idling on the gateway CPU (interleaved run)
 
     def pinned(self, argv: list[str], cpu: int) -> list[str]:
         return ["taskset", "-c", str(cpu), *argv] if self.pin else argv
@@ -357,6 +400,10 @@ def measure(setup: Setup, target: TargetRun, api_key: str, mode: str, conc: int,
             secs = raw["duration_us"] / 1e6
             lat = raw["latency_us"]
             cell.requests, cell.errors = ok, errors
+            # wrk counts answered requests; up to one per connection was in flight when it stopped
+            socket_errors = sum(int(raw["errors"][k]) for k in ("read", "write", "timeout"))
+            target.sent_min += int(raw["requests"])
+            target.sent_max += int(raw["requests"]) + conc + socket_errors
             cell.rps = ok / secs if secs > 0 else 0.0
             if ok > 0:
                 cell.p50_ms, cell.p90_ms = lat["p50"] / 1000, lat["p90"] / 1000
@@ -365,6 +412,9 @@ def measure(setup: Setup, target: TargetRun, api_key: str, mode: str, conc: int,
                 cell.first_error = f"wrk errors: {raw['errors']}"
         else:
             res = run_loadgen(setup, target.url, target.model, api_key, conc, duration, stream)
+            sent = int(res.get("sent", 0))
+            target.sent_min += max(0, sent - int(res["errors"]))
+            target.sent_max += sent
             cell.requests, cell.errors, cell.rps = res["requests"], res["errors"], res["rps"]
             cell.first_error = res["first_error"]
             if res["latency_ms"]:
@@ -520,6 +570,266 @@ def start_litellm(
     return proc, master_key
 
 
+# ------------------------------------------------------------------------------ platform targets
+
+
+@dataclass
+class Variant:
+    """One platform target: a unimodel source tree, its config and what it needs (a key, a PostgreSQL)."""
+
+    name: str
+    src: Path  # the folder that holds the `unimodel` package (put on PYTHONPATH)
+    python: str
+    store: str  # "none" (before the platform), "sqlite" or "postgres"
+    keys: bool  # [auth] mode = "keys" and a key with a rate limit
+    workdir: Path  # config, data_dir
+    config: Path = Path()
+    env: dict[str, str] = field(default_factory=dict)
+    key_id: str | None = None
+    secret: str | None = None
+    pg: Postgres | None = None
+    upstream_path: str = ""  # the variant's own path prefix on the mock, so that its upstream calls can be counted
+    upstream_before: int | None = None
+    readiness: dict[str, Any] | None = None
+
+
+def source_tree(rev: str | None, out: Path) -> Path:
+    """The `src` folder of ``rev`` (extracted with `git archive`, read-only for the repository), or the working
+    tree's when ``rev`` is None."""
+    if rev is None:
+        return REPO / "src"
+    dest = out / f"src-{rev}"
+    if not (dest / "src" / "unimodel" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as tar:
+            done = subprocess.run(
+                ["git", "-C", str(REPO), "archive", "--format=tar", rev, "src"], stdout=tar, stderr=subprocess.PIPE
+            )
+            if done.returncode != 0:
+                raise StartError(f"git archive {rev} src failed: {done.stderr.decode(errors='replace').strip()}")
+            tar.seek(0)
+            with tarfile.open(fileobj=tar) as archive:
+                archive.extractall(dest, filter="data")
+    return dest / "src"
+
+
+def variant_env(src: Path) -> dict[str, str]:
+    """The gateway's environment: no UNIMODEL_* settings from the caller's shell, the source tree first on the path."""
+    env = {k: v for k, v in gateway_env().items() if not k.startswith("UNIMODEL_")}
+    env["PYTHONPATH"] = str(src)
+    return env
+
+
+def unimodel_cli(variant: Variant, *argv: str) -> str:
+    """`python -m unimodel ARGV --config CFG` with the variant's source and environment; its stdout."""
+    cmd = [variant.python, "-m", "unimodel", *argv, "--config", str(variant.config)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=variant.env, cwd=REPO, timeout=120, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise StartError(f"`unimodel {' '.join(argv)}` timed out") from exc
+    if done.returncode != 0:
+        raise StartError(f"`unimodel {' '.join(argv)}` failed (rc {done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def check_import(variant: Variant) -> str:
+    """Where the variant's interpreter and environment import `unimodel` from; StartError if not its tree."""
+    done = subprocess.run(
+        [variant.python, "-c", "import unimodel; print(unimodel.__file__); print(unimodel.__version__)"],
+        capture_output=True,
+        text=True,
+        env=variant.env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    lines = done.stdout.split()
+    if done.returncode != 0 or not lines:
+        raise StartError(f"cannot import unimodel from {variant.src}: {done.stderr.strip()[-500:]}")
+    where = Path(lines[0]).resolve()
+    if not where.is_relative_to(variant.src.resolve()):
+        raise StartError(f"unimodel imports from {where}, not from {variant.src}")
+    return str(where.parent)
+
+
+def mock_chat_count(mock_port: int, path: str | None = None) -> int | None:
+    """Chat requests the mock upstream has answered so far (GET /stats), all or on one path; None if unknown."""
+    try:
+        status, _, data = http_call(mock_port, "GET", "/stats")
+        stats = json.loads(data)
+        if status != 200:
+            return None
+        return int(stats["chat_completions"] if path is None else stats["by_path"].get(path, 0))
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def prepare_variant(
+    args: argparse.Namespace, setup: Setup, mock_port: int, run: TargetRun, stack: contextlib.ExitStack
+) -> Variant:
+    """Source tree, config, store (PostgreSQL started when needed) and gateway key of a platform target."""
+    name = run.name
+    base = name == "unimodel-base"
+    src = source_tree(args.base_rev if base else args.platform_rev, setup.out)
+    store = "none" if base else "postgres" if name.endswith("postgres") else "sqlite"
+    workdir = setup.out / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    python = str(Path(args.unimodel_bin).parent / "python")
+    variant = Variant(name, src, python, store, keys="-keys-" in name, workdir=workdir, env=variant_env(src))
+    variant.upstream_path = f"/{name}/v1/chat/completions"
+    where = check_import(variant)
+    lines = [f'[providers.openai]\nbase_url = "http://{LOOPBACK}:{mock_port}/{name}/v1"\napi_key = "sk-bench"\n']
+    if store != "none":
+        lines.append(f'[store]\ndata_dir = "{workdir / "data"}"\n')
+    if store == "postgres":
+        try:
+            pg = Postgres(free_port(), bin_dir=Path(args.pg_bin), cpu=setup.client_cpu if setup.pin else None)
+            stack.callback(pg.stop)
+            pg.start()
+        except PostgresError as exc:
+            raise StartError(f"PostgreSQL: {exc}") from exc
+        variant.pg = pg
+        lines[-1] += f'url = "{pg.url}"\n'
+        if pg.pid is not None:
+            setup.own_pids.append(pg.pid)
+            stack.callback(setup.own_pids.remove, pg.pid)
+        run.notes.append(
+            f"store: {pg.version()} on {LOOPBACK}:{pg.port} (started by the bench in {pg.root}, trust auth, "
+            f"server defaults otherwise{f', pinned to CPU {setup.client_cpu}' if setup.pin else ''})"
+        )
+    elif store == "sqlite":
+        run.notes.append(f"store: SQLite file in {workdir / 'data'} (WAL)")
+    if variant.keys:
+        lines.append('[auth]\nmode = "keys"\n')
+    variant.config = workdir / "unimodel.toml"
+    variant.config.write_text("\n".join(lines))
+    if variant.keys:
+        created = json.loads(
+            unimodel_cli(variant, "keys", "create", "--name", "bench", "--rps", f"{args.key_rps:g}", "--json")
+        )
+        variant.key_id, variant.secret = created["id"], created["key"]
+        run.notes.append(f"gateway key {variant.key_id} (`keys create --rps {args.key_rps:g}`), sent as Bearer")
+    run.notes.append(f"imports unimodel from {where} (PYTHONPATH={src}); config {variant.config}")
+    return variant
+
+
+def start_variant(
+    args: argparse.Namespace, setup: Setup, children: Children, mock_port: int, run: TargetRun, variant: Variant
+) -> tuple[Proc, str]:
+    port = free_port()
+    argv = [variant.python, "-m", "unimodel", "serve", "--config", str(variant.config), "--host", LOOPBACK]
+    argv += ["--port", str(port)]
+    variant.upstream_before = mock_chat_count(mock_port, variant.upstream_path)
+    proc = children.start(run.name, setup.pinned(argv, setup.gateway_cpu), setup.out / f"{run.name}.log", variant.env)
+    run.url = f"http://{LOOPBACK}:{port}{args.unimodel_path}"
+    run.model = "openai/gpt-4o-mini"
+    version = version_of(variant.python, "unimodel")
+    if run.name == "unimodel-base":
+        run.version = f"unimodel src @ {args.base_rev} (git archive)"
+    elif args.platform_rev:
+        run.version = f"unimodel src @ {args.platform_rev} (git archive)"
+    else:
+        run.version = f"unimodel {version} ({git_describe()})"
+    api_key = variant.secret or args.unimodel_api_key
+    run.startup_s = wait_ready(proc, port, args.unimodel_path, run.model, api_key, args.startup_timeout, run)
+    check_variant(variant, port, args.unimodel_path, run)
+    return proc, api_key
+
+
+def check_variant(variant: Variant, port: int, path: str, run: TargetRun) -> None:
+    """That the running gateway is what the target says: the platform off (base) or on, keys required or not,
+    the rate limiter counting.  Raises StartError."""
+    try:
+        status, headers, data = http_call(port, "GET", "/readyz")
+        ready = json.loads(data) if status in (200, 503) else {}
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise StartError(f"GET /readyz failed: {exc}") from exc
+    has_platform = isinstance(ready, dict) and "usage_ledger" in ready.get("checks", {})
+    if has_platform != (variant.store != "none"):
+        raise StartError(f"/readyz says the platform is {'on' if has_platform else 'off'}: {data[:300]!r}")
+    if variant.store == "none" and "x-request-id" in headers:
+        raise StartError("the base gateway answers with x-request-id: it runs the platform code")
+    if variant.store == "none":
+        return
+    body = chat_body(run.model, False)
+    json_only = {"Content-Type": "application/json"}
+    try:
+        anon_status, _, _ = http_call(port, "POST", path, body, json_only)
+        if anon_status == 200:  # open mode: a model call, so a ledger record; a 401 is neither
+            run.sent_min, run.sent_max = run.sent_min + 1, run.sent_max + 1
+        keyed_status, keyed_headers, _ = http_call(
+            port, "POST", path, body, {**json_only, "Authorization": f"Bearer {variant.secret or 'sk-bench'}"}
+        )
+        run.sent_min, run.sent_max = run.sent_min + 1, run.sent_max + 1
+    except (OSError, http.client.HTTPException) as exc:
+        raise StartError(f"checking the auth mode failed: {exc}") from exc
+    if variant.keys:
+        if anon_status != 401:
+            raise StartError(f"keys mode: a request without a key got HTTP {anon_status}, not 401")
+        if keyed_status != 200 or "ratelimit-limit" not in keyed_headers:
+            raise StartError(f"keys mode: the key's request got HTTP {keyed_status} without ratelimit headers")
+        run.notes.append(
+            f"checked: no key → 401; the key → 200 with ratelimit-limit {keyed_headers['ratelimit-limit']}"
+        )
+    else:
+        if anon_status != 200:
+            raise StartError(f"open mode: a request without a key got HTTP {anon_status}")
+        run.notes.append("checked: open mode (a request without a key → 200)")
+
+
+def read_readiness(port: int) -> dict[str, Any] | None:
+    try:
+        _, _, data = http_call(port, "GET", "/readyz")
+        ready: dict[str, Any] = json.loads(data)
+        return ready
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+
+
+def check_ledger(variant: Variant, mock_port: int, run: TargetRun) -> None:
+    """After the gateway stopped (its ledger flushed on the way out): the usage records of the bench's key (or of
+    anonymous calls), read back with `unimodel usage`, against the requests sent and the upstream calls made."""
+    upstream_after = mock_chat_count(mock_port, variant.upstream_path)
+    upstream = (
+        upstream_after - variant.upstream_before
+        if upstream_after is not None and variant.upstream_before is not None
+        else None
+    )
+    key = variant.key_id or "anonymous"
+    result: dict[str, Any] = {"key": key, "sent_min": run.sent_min, "sent_max": run.sent_max, "upstream": upstream}
+    ledger = ((variant.readiness or {}).get("checks") or {}).get("usage_ledger") or {}
+    result["dropped"] = ledger.get("dropped")
+    try:
+        out = unimodel_cli(variant, "usage", "--format", "json", "--key", key, "--limit", "1")
+        totals = json.loads(out)["totals"]
+        result["rows"], result["error_rows"] = int(totals["requests"]), int(totals["errors"])
+    except (StartError, ValueError, KeyError, TypeError) as exc:
+        result["rows"] = None
+        result["problem"] = f"could not read the ledger: {exc}"
+    rows = result["rows"]
+    if rows is None:
+        result["verdict"] = "UNKNOWN"
+    else:
+        low = max(run.sent_min, upstream or 0)
+        result["verdict"] = "OK" if low <= rows <= run.sent_max and not result["dropped"] else "MISMATCH"
+    run.ledger = result
+    print(f"[{run.name}] ledger: {_ledger_line(result)}", flush=True)
+
+
+def _ledger_line(res: dict[str, Any]) -> str:
+    sent = f"{res['sent_min']}" if res["sent_min"] == res["sent_max"] else f"{res['sent_min']}–{res['sent_max']}"
+    line = (
+        f"{res.get('rows')} rows for key {res['key']} ({res.get('error_rows')} not 200); clients sent {sent}, "
+        f"upstream answered {res.get('upstream')}; dropped {res.get('dropped')}: {res.get('verdict')}"
+    )
+    if res.get("problem"):
+        line += f" ({res['problem']})"
+    return line
+
+
+# ------------------------------------------------------------------------------------- measuring
+
+
 def _disturbance(cell: Cell) -> float:
     return (cell.other_cpu or 0.0) + (cell.steal or 0.0)
 
@@ -568,56 +878,170 @@ def bench_target(
     args: argparse.Namespace, setup: Setup, children: Children, mock: Proc, mock_port: int, run: TargetRun
 ) -> None:
     proc: Proc | None = None
-    try:
-        if run.name == "direct":
-            run.url, run.model, run.version = f"http://{LOOPBACK}:{mock_port}{CHAT_PATH}", "gpt-4o-mini", "mock"
-            api_key, mem_pid = "sk-bench", None
-        elif run.name == "unimodel":
-            proc, api_key = start_unimodel(args, setup, children, mock_port, run)
-            mem_pid = proc.pid
-        else:
-            proc, api_key = start_litellm(args, setup, children, mock_port, run)
-            mem_pid = proc.pid
-        port = int(run.url.split(":")[2].split("/")[0])
-        path = "/" + run.url.split("/", 3)[3]
-        stream_problem = probe(port, path, run.model, api_key, stream=True) if "stream" in setup.modes else None
-        if stream_problem:
-            run.notes.append(f"streaming probe failed: {stream_problem}")
-        if mem_pid is not None:
-            run.idle_rss_mib = tree_memory_mib(mem_pid)[0]
-        status = f"up in {run.startup_s:.1f}s" if run.startup_s is not None else "up"
-        print(f"[{run.name}] {status}, {run.url}; warming up {setup.warmup:g}s per mode", flush=True)
-        if setup.warmup > 0:
+    variant: Variant | None = None
+    with contextlib.ExitStack() as stack:  # a platform target's PostgreSQL, stopped last
+        try:
+            if run.name == "direct":
+                run.url, run.model, run.version = f"http://{LOOPBACK}:{mock_port}{CHAT_PATH}", "gpt-4o-mini", "mock"
+                api_key, mem_pid = "sk-bench", None
+            elif run.name == "unimodel":
+                proc, api_key = start_unimodel(args, setup, children, mock_port, run)
+                mem_pid = proc.pid
+            elif run.name in PLATFORM_TARGETS:
+                variant = prepare_variant(args, setup, mock_port, run, stack)
+                proc, api_key = start_variant(args, setup, children, mock_port, run, variant)
+                mem_pid = proc.pid
+            else:
+                proc, api_key = start_litellm(args, setup, children, mock_port, run)
+                mem_pid = proc.pid
+            port = int(run.url.split(":")[2].split("/")[0])
+            path = "/" + run.url.split("/", 3)[3]
+            stream_problem = probe(port, path, run.model, api_key, True, run) if "stream" in setup.modes else None
+            if stream_problem:
+                run.notes.append(f"streaming probe failed: {stream_problem}")
+            if mem_pid is not None:
+                run.idle_rss_mib = tree_memory_mib(mem_pid)[0]
+            status = f"up in {run.startup_s:.1f}s" if run.startup_s is not None else "up"
+            print(f"[{run.name}] {status}, {run.url}; warming up {setup.warmup:g}s per mode", flush=True)
+            if setup.warmup > 0:
+                for mode in setup.modes:
+                    if mode == "stream" and stream_problem:
+                        continue
+                    measure(setup, run, api_key, mode, 16, setup.warmup)
             for mode in setup.modes:
-                if mode == "stream" and stream_problem:
+                for conc in setup.concurrency:
+                    if mode == "stream" and stream_problem:
+                        cell = Cell(
+                            run.name, mode, conc, "loadgen.py", failed=f"streaming probe failed: {stream_problem}"
+                        )
+                    else:
+                        cell = measure_quietly(setup, run, api_key, mode, conc, mem_pid, mock.pid)
+                    if mem_pid is not None:
+                        cell.rss_mib = tree_memory_mib(mem_pid)[0]
+                    run.cells.append(cell)
+                    print(f"[{run.name}] {mode:10s} c={conc:<3d} {_cell_line(cell)}", flush=True)
+                    if not mock.alive():
+                        raise StartError("the mock upstream died", mock)
+                    if proc is not None and not proc.alive():
+                        raise StartError(f"{run.name} exited during the run (code {proc.popen.returncode})", proc)
+            if mem_pid is not None:
+                run.peak_rss_mib = tree_memory_mib(mem_pid)[1]
+            if variant is not None:
+                variant.readiness = read_readiness(port)
+            run.status = "ok"
+        except StartError as exc:
+            _failed(run, exc, proc)
+        finally:
+            if proc is not None:
+                children.stop(proc)  # a platform gateway writes what its ledger still holds on the way out
+        if variant is not None and variant.store != "none" and run.status == "ok":
+            check_ledger(variant, mock_port, run)
+
+
+@dataclass
+class Started:
+    """A platform target's gateway, up, in an interleaved run."""
+
+    run: TargetRun
+    variant: Variant
+    proc: Proc
+    api_key: str
+    stream_problem: str | None = None
+
+
+def bench_platform_interleaved(
+    args: argparse.Namespace, setup: Setup, children: Children, mock: Proc, mock_port: int, runs: list[TargetRun]
+) -> None:
+    """The platform targets side by side: all their gateways up at once (idle ones wait on the gateway CPU), each
+    cell measured for every target back to back, the order rotated from cell to cell, so that a machine whose speed
+    drifts (a shared VM) shifts all targets alike.  Then every gateway is stopped and its ledger checked."""
+    started: list[Started] = []
+    with contextlib.ExitStack() as stack:  # PostgreSQL, stopped last
+        try:
+            for run in runs:
+                proc: Proc | None = None
+                try:
+                    variant = prepare_variant(args, setup, mock_port, run, stack)
+                    proc, api_key = start_variant(args, setup, children, mock_port, run, variant)
+                except StartError as exc:
+                    _failed(run, exc, proc)
+                    if (proc or exc.proc) is not None:
+                        children.stop(proc or exc.proc)  # type: ignore[arg-type]
                     continue
-                measure(setup, run, api_key, mode, 16, setup.warmup)
-        for mode in setup.modes:
-            for conc in setup.concurrency:
-                if mode == "stream" and stream_problem:
-                    cell = Cell(run.name, mode, conc, "loadgen.py", failed=f"streaming probe failed: {stream_problem}")
-                else:
-                    cell = measure_quietly(setup, run, api_key, mode, conc, mem_pid, mock.pid)
-                if mem_pid is not None:
-                    cell.rss_mib = tree_memory_mib(mem_pid)[0]
-                run.cells.append(cell)
-                print(f"[{run.name}] {mode:10s} c={conc:<3d} {_cell_line(cell)}", flush=True)
-                if not mock.alive():
-                    raise StartError("the mock upstream died", mock)
-                if proc is not None and not proc.alive():
-                    raise StartError(f"{run.name} exited during the run (code {proc.popen.returncode})", proc)
-        if mem_pid is not None:
-            run.peak_rss_mib = tree_memory_mib(mem_pid)[1]
-        run.status = "ok"
-    except StartError as exc:
-        run.status, run.reason = "failed", str(exc).strip()
-        failed_proc = proc or exc.proc
-        if failed_proc is not None and failed_proc.log_tail():
-            run.notes.append(f"log tail ({failed_proc.log}):\n{failed_proc.log_tail()}")
-        print(f"[{run.name}] FAILED: {run.reason}", flush=True)
-    finally:
-        if proc is not None:
-            children.stop(proc)
+                one = Started(run, variant, proc, api_key)
+                port = int(run.url.split(":")[2].split("/")[0])
+                if "stream" in setup.modes:
+                    one.stream_problem = probe(port, args.unimodel_path, run.model, api_key, True, run)
+                    if one.stream_problem:
+                        run.notes.append(f"streaming probe failed: {one.stream_problem}")
+                run.idle_rss_mib = tree_memory_mib(proc.pid)[0]
+                started.append(one)
+                setup.sibling_pids.append(proc.pid)
+                print(f"[{run.name}] up in {run.startup_s:.1f}s, {run.url}", flush=True)
+            for one in started:
+                print(f"[{one.run.name}] warming up {setup.warmup:g}s per mode", flush=True)
+                for mode in setup.modes:
+                    if setup.warmup > 0 and not (mode == "stream" and one.stream_problem):
+                        measure(setup, one.run, one.api_key, mode, 16, setup.warmup)
+            turn = 0
+            rounds: dict[tuple[str, str, int], list[Cell]] = {}
+            for rnd in range(setup.rounds):
+                for mode in setup.modes:
+                    for conc in setup.concurrency:
+                        live = [one for one in started if one.run.status == "pending"]
+                        turn += 1
+                        for one in live[turn % len(live) :] + live[: turn % len(live)] if live else []:
+                            cell = _measure_started(setup, mock, one, mode, conc, rnd)
+                            rounds.setdefault((one.run.name, mode, conc), []).append(cell)
+            for one in started:
+                for mode in setup.modes:
+                    for conc in setup.concurrency:
+                        if (one.run.name, mode, conc) in rounds:
+                            one.run.cells.append(_median_cell(rounds[(one.run.name, mode, conc)]))
+            for one in started:
+                if one.run.status == "pending":
+                    one.run.peak_rss_mib = tree_memory_mib(one.proc.pid)[1]
+                    one.variant.readiness = read_readiness(int(one.run.url.split(":")[2].split("/")[0]))
+                    one.run.status = "ok"
+        finally:
+            setup.sibling_pids.clear()
+            for one in started:
+                children.stop(one.proc)  # a platform gateway writes what its ledger still holds on the way out
+        for one in started:
+            if one.variant.store != "none" and one.run.status == "ok":
+                check_ledger(one.variant, mock_port, one.run)
+
+
+def _measure_started(setup: Setup, mock: Proc, one: Started, mode: str, conc: int, rnd: int) -> Cell:
+    run = one.run
+    if mode == "stream" and one.stream_problem:
+        cell = Cell(run.name, mode, conc, "loadgen.py", failed=f"streaming probe failed: {one.stream_problem}")
+    else:
+        cell = measure_quietly(setup, run, one.api_key, mode, conc, one.proc.pid, mock.pid)
+    cell.rss_mib = tree_memory_mib(one.proc.pid)[0]
+    label = f" round {rnd + 1}/{setup.rounds}" if setup.rounds > 1 else ""
+    print(f"[{run.name}] {mode:10s} c={conc:<3d}{label} {_cell_line(cell)}", flush=True)
+    if not mock.alive():
+        raise SystemExit(f"the mock upstream died:\n{mock.log_tail()}")
+    if not one.proc.alive():
+        _failed(run, StartError(f"{run.name} exited during the run (code {one.proc.popen.returncode})"), one.proc)
+    return cell
+
+
+def _median_cell(cells: list[Cell]) -> Cell:
+    """The round whose p50 is the median (the lower one of an even count), carrying every round's p50."""
+    measured = sorted((c for c in cells if not c.failed and c.p50_ms is not None), key=lambda c: c.p50_ms or 0.0)
+    pick = measured[(len(measured) - 1) // 2] if measured else cells[-1]
+    pick.rounds_p50 = [c.p50_ms if not c.failed else None for c in cells]
+    return pick
+
+
+def _failed(run: TargetRun, exc: StartError, proc: Proc | None) -> None:
+    run.status, run.reason = "failed", str(exc).strip()
+    failed_proc = proc or exc.proc
+    if failed_proc is not None and failed_proc.log_tail():
+        run.notes.append(f"log tail ({failed_proc.log}):\n{failed_proc.log_tail()}")
+    print(f"[{run.name}] FAILED: {run.reason}", flush=True)
 
 
 def _cell_line(cell: Cell) -> str:
@@ -737,8 +1161,145 @@ def render(runs: list[TargetRun], setup: Setup, meta: dict[str, str]) -> str:
                 out += ["", "    ```", *("    " + ln for ln in note.splitlines()[1:]), "    ```", ""]
             else:
                 out.append(f"  - {note}")
-    out += _ratio_and_checks(cells, setup)
+    names = {run.name for run in runs}
+    if names & {"unimodel", "litellm"} or not names & set(PLATFORM_TARGETS):
+        out += _ratio_and_checks(cells, setup)
+    if names & set(PLATFORM_TARGETS):
+        out += _platform_section(runs, cells, setup)
     return "\n".join(out) + "\n"
+
+
+def _delta_pct(value: float, base: float) -> str:
+    return f"{(value - base) / base:+.1%}" if base else "–"
+
+
+@dataclass
+class Verdict:
+    """One platform cell against unimodel-base's."""
+
+    target: str
+    mode: str
+    conc: int
+    base: Cell
+    cell: Cell
+    added_p50: float  # the median of the paired per-round differences when there were rounds, else the difference
+    per_round: list[float]  # target minus base, round by round (empty with one round)
+    ok: bool
+
+
+def platform_verdicts(cells: dict[tuple[str, str, int], Cell], setup: Setup) -> list[Verdict]:
+    """Every platform cell that has a unimodel-base cell to compare with."""
+    found = []
+    for name in PLATFORM_TARGETS[1:]:
+        for mode in setup.modes:
+            for conc in setup.concurrency:
+                base, cell = cells.get(("unimodel-base", mode, conc)), cells.get((name, mode, conc))
+                if not base or not cell or base.p50_ms is None or cell.p50_ms is None:
+                    continue
+                per_round = [
+                    t - b
+                    for t, b in zip(cell.rounds_p50 or [], base.rounds_p50 or [], strict=False)
+                    if t is not None and b is not None
+                ]
+                if len(per_round) > 1:
+                    ordered = sorted(per_round)
+                    mid = len(ordered) // 2
+                    added = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+                else:
+                    added, per_round = cell.p50_ms - base.p50_ms, []
+                found.append(Verdict(name, mode, conc, base, cell, added, per_round, added <= PLATFORM_BUDGET_MS))
+    return found
+
+
+def _platform_section(runs: list[TargetRun], cells: dict[tuple[str, str, int], Cell], setup: Setup) -> list[str]:
+    out = ["", f"## The platform vs unimodel-base (issue 5: added p50 ≤ {PLATFORM_BUDGET_MS:g} ms)", ""]
+    verdicts = platform_verdicts(cells, setup)
+    rounds = any(v.per_round for v in verdicts)
+    if not verdicts:
+        out.append("Nothing to compare: unimodel-base and a platform target were not both measured.")
+    else:
+        out += [
+            "`added` = the target's value minus unimodel-base's at the same mode and concurrency (streaming p50/p99: "
+            "to the end of the stream). rps and CPU ms/req: unimodel-base → the target. The budget is checked on "
+            "p50 in every cell; at c=16 and c=64 the gateway's core is saturated, so p50 there is mostly queueing "
+            "(≈ conc / rps) and its difference measures throughput more than per-request latency."
+            + (
+                f" With {setup.rounds} rounds: every cell was measured {setup.rounds} times for every target, back to "
+                "back; the row shows the median round of each, `added p50` is the median of the paired per-round "
+                "differences (listed under `per round`), and the budget is checked on it."
+                if rounds
+                else ""
+            ),
+            "",
+            "| target | mode | conc | p50 base → target | added p50 |"
+            + (" per round |" if rounds else "")
+            + " added p99 | added TTFB p50 | rps | CPU ms/req | p50 budget |",
+            "|---|---|--:|--:|--:|" + ("--:|" if rounds else "") + "--:|--:|--:|--:|---|",
+        ]
+        for v in verdicts:
+            base, cell = v.base, v.cell
+            stream = v.mode == "stream"
+            cpu = "–"
+            if base.cpu_ms_per_req is not None and cell.cpu_ms_per_req is not None:
+                cpu = (
+                    f"{base.cpu_ms_per_req:.3f} → {cell.cpu_ms_per_req:.3f} "
+                    f"({1000 * (cell.cpu_ms_per_req - base.cpu_ms_per_req):+.0f} µs)"
+                )
+            row = [
+                v.target,
+                v.mode,
+                str(v.conc),
+                f"{_ms(base.p50_ms)} → {_ms(cell.p50_ms)}",
+                ("+" if v.added_p50 >= 0 else "") + _ms(v.added_p50),
+            ]
+            if rounds:
+                row.append(" / ".join(("+" if d >= 0 else "") + _ms(d) for d in v.per_round) or "–")
+            row += [
+                _added(cell.p99_ms, base.p99_ms),
+                _added(cell.ttfb_p50_ms, base.ttfb_p50_ms) if stream else "–",
+                f"{base.rps:.0f} → {cell.rps:.0f} ({_delta_pct(cell.rps, base.rps)})",
+                cpu,
+                "PASS" if v.ok else "FAIL",
+            ]
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+        lo = min(setup.concurrency)
+        for name in PLATFORM_TARGETS[1:]:
+            mine = [v for v in verdicts if v.target == name]
+            if not mine:
+                continue
+            at_lo = [v for v in mine if v.conc == lo]
+            added = ", ".join(f"{v.mode} {('+' if v.added_p50 >= 0 else '') + _ms(v.added_p50)} ms" for v in at_lo)
+            out.append(
+                f"- {name}: c={lo} {'PASS' if all(v.ok for v in at_lo) else 'FAIL'} ({added}); "
+                f"all concurrencies: {sum(v.ok for v in mine)} of {len(mine)} cells within budget"
+            )
+    ledgers = [run for run in runs if run.ledger is not None]
+    out += ["", "## Usage ledger", ""]
+    if not ledgers:
+        out.append("No ledger was checked (no platform target with the ledger on completed).")
+        return out
+    out += [
+        "Read back after each gateway stopped (it writes what it still holds on the way out) with "
+        "`unimodel usage --format json --key <key> --config <cfg>`. Clients sent: every chat request of the target's "
+        "warm-ups, cells, reruns and probes (a range: wrk does not say how many requests were in flight when it "
+        "stopped, at most one per connection). Upstream: chat requests the mock answered on the target's path prefix. "
+        "OK = upstream ≤ rows, clients' minimum ≤ rows ≤ clients' maximum, nothing dropped.",
+        "",
+        "| target | key | clients sent | upstream calls | ledger rows | rows not 200 | dropped | verdict |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for run in ledgers:
+        res = run.ledger or {}
+        sent = f"{res['sent_min']}" if res["sent_min"] == res["sent_max"] else f"{res['sent_min']}–{res['sent_max']}"
+        verdict = res.get("verdict", "?") + (f" ({_one_line(res['problem'])})" if res.get("problem") else "")
+        if res.get("verdict") == "OK" and res.get("rows") == res.get("upstream"):
+            verdict += ": rows = upstream calls"
+        out.append(
+            f"| {run.name} | {res['key']} | {sent} | {res.get('upstream', '–')} | {res.get('rows', '–')} | "
+            f"{res.get('error_rows', '–')} | {res.get('dropped', '–')} | {verdict} |"
+        )
+    return out
 
 
 def _one_line(text: str) -> str:
@@ -808,7 +1369,7 @@ def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
         if setup.pin
         else "none"
     )
-    return {
+    meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
@@ -820,6 +1381,19 @@ def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
         ' (+ "stream": true); mock answers a canned chat.completion / 10-event SSE stream',
         "command": " ".join(["bench/gateway_overhead/run.py", *sys.argv[1:]]),
     }
+    if any(name in PLATFORM_TARGETS for name in args.targets.split(",")):
+        current = f"src @ {args.platform_rev}" if args.platform_rev else f"working tree src/ ({git_describe()})"
+        meta["platform targets"] = (
+            f"unimodel-base = src @ {args.base_rev}, the others = {current}; all run as "
+            f"`{Path(args.unimodel_bin).parent / 'python'} -m unimodel serve` with PYTHONPATH=<that src>; "
+            f"keys targets' key: --rps {args.key_rps:g}; "
+            + (
+                "measured one after the other"
+                if args.no_interleave
+                else "measured interleaved (all up at once, each cell for every target back to back, order rotated)"
+            )
+        )
+    return meta
 
 
 # -------------------------------------------------------------------------------------------- main
@@ -829,7 +1403,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per mode and target (default 3)")
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of direct,unimodel,litellm")
+    parser.add_argument(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"comma list of {','.join(ALL_TARGETS)} (default {','.join(DEFAULT_TARGETS)})",
+    )
     parser.add_argument("--concurrency", default="1,16,64", help="comma list (default 1,16,64)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of non-stream,stream")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="non-streaming client")
@@ -851,6 +1429,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--retries", type=int, default=2, help="times a cell disturbed by other processes is rerun (default 2)"
+    )
+    parser.add_argument(
+        "--base-rev", default=BASE_REV, help=f"commit whose src/ unimodel-base runs (default {BASE_REV})"
+    )
+    parser.add_argument(
+        "--platform-rev",
+        help="commit whose src/ the other platform targets run (default: the working tree's src/)",
+    )
+    parser.add_argument(
+        "--key-rps",
+        type=float,
+        default=1_000_000,
+        help="rate limit of the keys targets' key: high enough never to refuse, so the limiter runs on every request",
+    )
+    parser.add_argument("--pg-bin", default=str(PG_BIN), help=f"PostgreSQL binaries (default {PG_BIN})")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="platform targets (interleaved): measure every cell this many times; the report keeps the median "
+        "round and checks the budget on the median of the paired per-round differences (default 1)",
+    )
+    parser.add_argument(
+        "--no-interleave",
+        action="store_true",
+        help="measure the platform targets one after the other, like the others, instead of cell by cell",
     )
     parser.add_argument("--no-install", action="store_true", help="never create bench/.venv-litellm")
     parser.add_argument("--out-dir", default=str(BENCH / "out"))
@@ -903,6 +1507,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out,
         quiet_wait=max(0.0, args.quiet_wait),
         retries=max(0, args.retries),
+        rounds=max(1, args.rounds),
     )
     if pin:
         os.sched_setaffinity(0, {setup.client_cpu})  # keep this harness off the gateway's CPU
@@ -913,8 +1518,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             mock, mock_port = start_mock(setup, children)
             print(f"[mock] up on {LOOPBACK}:{mock_port}", flush=True)
+            interleaved = [] if args.no_interleave else [run for run in runs if run.name in PLATFORM_TARGETS]
             for run in runs:
-                bench_target(args, setup, children, mock, mock_port, run)
+                if run not in interleaved:
+                    bench_target(args, setup, children, mock, mock_port, run)
+            if interleaved:
+                bench_platform_interleaved(args, setup, children, mock, mock_port, interleaved)
         except KeyboardInterrupt:
             print("interrupted; stopping everything started", flush=True)
             for run in runs:
