@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic_core import to_json
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..protocol import PayloadTooLarge, UnimodelError
@@ -68,6 +68,9 @@ def guarded(encode: ErrorEncoder) -> Callable[[Handler], Handler]:
                         exc.message,
                     )
                 return error_response(exc, encode)
+            except ClientDisconnect:  # the client left before sending its whole body: nobody to answer
+                log.info("client disconnected before its request body was read path=%s", request.url.path)
+                return Response(status_code=499)
             except Exception:
                 log.exception("unexpected error path=%s", request.url.path)
                 return error_response(
