@@ -32,6 +32,59 @@ class ServerConfig(BaseModel):
     access_log: bool = False
     log_format: Literal["json", "text"] = Field(default="json", description="json: one JSON object per line.")
     workers: int = Field(default=1, ge=1, le=256, description="Gateway processes (`serve --workers N`).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names this server answers to in open mode besides loopback ones (DNS-rebinding guard).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API from another site ("https://app.example.com"); none '
+        "by default.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="A request's headers together; more get a 431 and the connection ends."
+    )
+    max_headers: int = Field(default=100, ge=8, description="Header lines in one request; more get a 431.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A connection must send a request's headers within this; else it is closed."
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST.fullmatch(host):
+                raise ValueError(f"'{host}' is not a host name or address (no scheme, port or path)")
+        return [h.lower().rstrip(".") for h in hosts]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"'{origin}' is not an origin: scheme://host[:port], no path (https://app.example.com)"
+                )
+        return [o.lower().rstrip("/") for o in origins]
+
+
+class MetricsConfig(BaseModel):
+    """`[metrics]`: who may read Prometheus metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["admin", "public"] = Field(
+        default="admin",
+        description="admin: `/metrics` needs an admin key when keys are on (open mode serves only loopback "
+        "callers anyway); public: anyone who reaches the server.",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the metrics, with no key, on this port of `host` (for a scraper on a private network).",
+    )
+    host: str = Field(default="127.0.0.1", description="The address of the metrics port.")
 
 
 class StoreConfig(BaseModel):
@@ -166,6 +219,15 @@ class MediaConfig(BaseModel):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_redirects: int = Field(default=3, ge=0, le=20)
     max_concurrency: int = Field(default=4, ge=1, description="Images of one request fetched at once.")
+    max_inflight_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description="Fetched image bytes held by all requests together until their upstream call is sent; "
+        "requests past it wait.",
+    )
+    inflight_wait_s: float = Field(
+        default=10.0, ge=0, description="How long a request waits for room under max_inflight_bytes, then 503."
+    )
 
     @field_validator("allow_hosts")
     @classmethod
@@ -214,6 +276,21 @@ class OpenModelConfig(BaseModel):
     engine_args: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Passed to the engine (llama.cpp: n_ctx, n_threads; transformers: dtype)."
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for this model's instances, on top of the few they inherit "
+        "([runtime] pass_env).",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, model_id: str) -> str:
+        from .protocol.model_ids import model_id_problem
+
+        problem = model_id_problem(model_id)
+        if problem is not None:
+            raise ValueError(problem)
+        return model_id
 
     @model_validator(mode="after")
     def _check(self) -> OpenModelConfig:
@@ -248,9 +325,24 @@ class RuntimeConfig(BaseModel):
     )
     target_utilization: float = Field(default=1.0, gt=0, le=1, description="Share of instance_concurrency to aim at.")
     drain_timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for a draining instance.")
+    health_interval_s: float = Field(default=5.0, gt=0, description="Ready instances' /health is checked this often.")
+    health_timeout_s: float = Field(default=5.0, gt=0, description="A health check not answered by then failed.")
+    health_failures: int = Field(
+        default=3, ge=1, description="Failed health checks in a row before an instance is replaced."
+    )
+    read_timeout_s: float = Field(
+        default=600.0, gt=0, description="Longest silence from an instance while it answers a request; then 504."
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables instances inherit besides the defaults (PATH, HOME, locale, HF_*, "
+        "CUDA_*, …); the gateway's secrets never reach them.",
+    )
 
 
 _ALLOW_ENTRY = re.compile(r"(\*\.)?[A-Za-z0-9_.:/-]+")
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?")
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?")
 
 
 class Settings(BaseSettings):
@@ -269,6 +361,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     prices: dict[str, Price] = Field(
         default_factory=dict, description='Model id (or glob, "openai/*") → price; the most specific match wins.'
     )
