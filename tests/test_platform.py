@@ -51,7 +51,7 @@ def test_every_authorization_form_the_sdks_send_is_accepted(platform: Platform) 
 
 
 def test_public_paths_need_no_key(platform: Platform) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/"):
+    for path in ("/healthz", "/readyz", "/openapi.json", "/"):
         assert httpx.get(platform.url + path).status_code == 200, path
 
 
@@ -313,7 +313,7 @@ def test_metrics_count_requests_tokens_and_open_models(platform: Platform) -> No
     httpx.post(
         platform.url + f"/models/v2/{OPEN_CHAT}", json={"input": "hi"}, headers={"authorization": key}, timeout=30
     )
-    text = httpx.get(platform.url + "/metrics").text
+    text = httpx.get(platform.url + "/metrics", headers=platform.admin).text
     assert 'unimodel_requests_total{model="openai/gpt-4o",status="200",surface="openai"}' in text
     assert 'unimodel_tokens_total{direction="output",model="openai/gpt-4o"}' in text
     assert 'unimodel_upstream_duration_seconds_count{outcome="ok",provider="openai"}' in text

@@ -36,7 +36,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 def metric(p: Platform, name: str) -> float:
-    for line in httpx.get(p.url + "/metrics").text.splitlines():
+    for line in httpx.get(p.url + "/metrics", headers=p.admin).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")

@@ -162,7 +162,7 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
     open_calls = [r for r in records if r["kind"] == "open"]
     assert len(open_calls) == 1 and float(open_calls[0]["inferenceSeconds"]) > 0  # type: ignore[arg-type]
 
-    metrics = httpx.get(served.url + "/metrics").text
+    metrics = httpx.get(served.url + "/metrics", headers=served.admin).text
 
     def requests_total(*labels: str) -> float:
         return sum(
@@ -178,9 +178,9 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
     # the runtime process copies its controller's figures into the shared gauges every second
     deadline = time.monotonic() + 5
     ready = f'unimodel_open_instances{{model="{OPEN_MODEL}",state="ready"}} 1.0'
-    while ready not in httpx.get(served.url + "/metrics").text and time.monotonic() < deadline:
+    while ready not in httpx.get(served.url + "/metrics", headers=served.admin).text and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ready in httpx.get(served.url + "/metrics").text
+    assert ready in httpx.get(served.url + "/metrics", headers=served.admin).text
 
     # revoked through one process, refused by all within the cache period
     assert httpx.delete(served.url + f"/models/v2/admin/keys/{key_id}", headers=served.admin).status_code == 200

@@ -64,7 +64,11 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
         + (f" ({settings.server.workers} gateway processes)" if settings.server.workers > 1 else ""),
         err=True,
     )
-    run(settings, config_path)
+    try:
+        run(settings, config_path)
+    except StartupRefused as exc:
+        click.echo(f"unimodel: refusing to start: {exc}", err=True)
+        sys.exit(2)
 
 
 @cli.command("runtime-process", hidden=True)

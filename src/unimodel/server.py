@@ -65,9 +65,12 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "log_level": settings.server.log_level.lower(),
         "access_log": False,  # the platform middleware writes the access log (with request ids) when asked
+    from .gateway.http_limits import IMPORT_NAME, LimitedHttpToolsProtocol
+
+    LimitedHttpToolsProtocol.configure(settings.server)  # this process; other processes in their app factory
         "log_config": None,  # keep our JSON logging
         "loop": "auto",
-        "http": "auto",
+        "http": IMPORT_NAME,  # httptools, with limits on request heads (gateway/http_limits.py)
     }
 
 
@@ -75,7 +78,20 @@ def run(settings: Settings, config_path: str | None) -> None:
     """Serve until interrupted (after `prepare`)."""
     import uvicorn
 
-    if settings.server.workers == 1:
+    metrics_dir = tempfile.mkdtemp(prefix="unimodel-metrics-") if settings.server.workers > 1 else None
+    if metrics_dir is not None:  # every process writes its samples here; /metrics in any of them sums them
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if settings.metrics.port is not None:
+        from .gateway.metrics import serve_port
+
+        try:
+            serve_port(settings.metrics.host, settings.metrics.port)
+        except OSError as exc:
+            raise StartupRefused(
+                f"cannot serve metrics on {settings.metrics.host}:{settings.metrics.port} ([metrics] port): "
+                f"{exc.strerror or exc}."
+            ) from None
+    if metrics_dir is None:
         from .gateway import create_app
 
         app = create_app(settings, store=Store.open(settings.store, migrate=False))
@@ -83,8 +99,6 @@ def run(settings: Settings, config_path: str | None) -> None:
         uvicorn.run(app, host=settings.server.host, port=settings.server.port, **_uvicorn_options(settings))
         return
 
-    metrics_dir = tempfile.mkdtemp(prefix="unimodel-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if config_path:
         os.environ["UNIMODEL_CONFIG"] = str(Path(config_path).resolve())
     # The processes read the same settings: the file and the environment, plus what the command line set.
@@ -194,3 +208,5 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+    from .gateway.http_limits import LimitedHttpToolsProtocol
+    LimitedHttpToolsProtocol.configure(settings.server)

@@ -12,6 +12,7 @@ from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -19,15 +20,16 @@ from starlette.routing import BaseRoute, Route
 from .. import __version__
 from ..config import Settings
 from ..frontends import bytez_v2, openai_compat
-from ..protocol import NotFound, UnimodelError
+from ..protocol import NotFound, PermissionDenied, UnimodelError
 from ..runtime.backend import Backend
 from ..store import Store
 from . import metrics, routes_admin, routes_clusters, routes_openai, routes_v2
-from .http import error_response, json_response
+from .http import error_response, guarded, json_response
 from .limits import Limiter
 from .logs import install_request_ids
 from .middleware import PlatformMiddleware
 from .openapi import build_openapi
+from .origins import OpenModeGuard
 from .platform import Platform
 from .runtime_link import RuntimeLink
 from .service import Gateway
@@ -55,6 +57,7 @@ def create_app(
     gateway = Gateway(settings, transport, backend)
     gateway.platform = platform
     gateway.link = runtime
+    platform.listed_model = gateway.catalog.listed
     runs_models = runtime is None
     openapi = to_json(build_openapi())
 
@@ -77,7 +80,16 @@ def create_app(
             to_json({"status": "ready" if ready else "degraded", "checks": checks}), 200 if ready else 503
         )
 
+    @guarded(bytez_v2.error_body)
     async def metrics_text(request: Request) -> Response:
+        """Prometheus metrics; with `[metrics] access = "admin"` and keys on, for admin keys only."""
+        if settings.metrics.access == "admin" and platform.mode == "keys":
+            principal = await platform.authenticate(request.headers, required=True)
+            if not principal.admin:
+                raise PermissionDenied(
+                    'Metrics need an admin key (or set [metrics] access = "public", or serve them on their own '
+                    "port with [metrics] port)."
+                )
         if runs_models:
             gauges.update(gateway.open.controller.metrics())
         body, content_type = metrics.render()
@@ -136,19 +148,40 @@ def create_app(
             return error_response(error, openai_compat.error_body)
         return error_response(error, bytez_v2.error_body)
 
+    server = settings.server
+    middleware = [
+        Middleware(
+            PlatformMiddleware,
+            platform=platform,
+            access_log=server.access_log,
+            internal_token=internal_token,
+            guard=OpenModeGuard(server.allowed_hosts, server.cors_origins)
+            if platform.mode == "open" and internal_token is None
+            else None,
+        )
+    ]
+    if server.cors_origins:  # answers preflights and adds CORS headers for the listed origins only
+        middleware.insert(0, cors_middleware(server.cors_origins))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
-        middleware=[
-            Middleware(
-                PlatformMiddleware,
-                platform=platform,
-                access_log=settings.server.access_log,
-                internal_token=internal_token,
-            )
-        ],
+        middleware=middleware,
     )
     app.state.gateway = gateway
     app.state.platform = platform
     return app
+
+
+def cors_middleware(origins: list[str]) -> Middleware:
+    """CORS for the configured origins: any method and request header (keys travel in `Authorization`), and the
+    answer headers clients read."""
+    exposed = ["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[*exposed, "inference-meter", "inference-time"],
+        max_age=600,
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..protocol import ModelNotFound
+from ..protocol.model_ids import check_model_id
 from ..providers.registry import provider_models, provider_names
 
 
@@ -32,8 +33,17 @@ class Catalog:
         configured = providers or {}
         self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
         self.providers = sorted(self._models)
+        self._listed = frozenset(self.open_models) | frozenset(self.closed_model_ids())
+
+    def listed(self, model_id: str) -> bool:
+        """Whether the catalog names this model (an open model, or a closed one its provider's row lists): a
+        bounded set, unlike the ids callers may send."""
+        return model_id in self._listed
 
     def resolve(self, model_id: str) -> Route:
+        """The provider route of a closed model id; a 400 for an id that is not well-formed, a 404 for one no
+        provider prefix claims."""
+        check_model_id(model_id)
         provider, sep, model = model_id.partition("/")
         if not sep or not model or provider not in self.providers:
             raise ModelNotFound(model_id)

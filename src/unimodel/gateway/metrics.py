@@ -19,6 +19,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -107,12 +108,35 @@ class OpenModelGauges:
         self._seen[(model, name)] = total
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for `/metrics`: every process's samples when running multi-process."""
+def _registry() -> CollectorRegistry:
+    """This process's samples, or every process's when running multi-process."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for `/metrics`."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_port(host: str, port: int) -> None:
+    """`[metrics] port`: the metrics alone, without a key, on their own port (prometheus_client's server, in a
+    daemon thread); for a scraper on a network the API's callers do not reach."""
+    start_http_server(port, addr=host, registry=_registry())
+
+
+MEDIA_INFLIGHT_BYTES = Gauge(
+    "unimodel_media_inflight_bytes",
+    "Fetched image bytes held by requests until their upstream call is sent ([media] max_inflight_bytes).",
+    multiprocess_mode="livesum",
+)
+
+USAGE_REJECTED = Counter(
+    "unimodel_usage_records_rejected",
+    "Usage records the store refused on their own (a value no database holds), never written; /readyz says why.",
+)

@@ -24,8 +24,9 @@ from .context import SCOPE_KEY, RequestContext
 from .keycache import Principal
 from .limits import RateDecision, rate_headers
 from .logs import request_id_var
+from .origins import OpenModeGuard
 from .platform import Platform
-from .runtime_link import KEY_ID_HEADER, TOKEN_HEADER, token_matches
+from .runtime_link import KEY_ADMIN_HEADER, KEY_ID_HEADER, TOKEN_HEADER, token_matches
 
 log = logging.getLogger("unimodel.access")
 
@@ -47,12 +48,19 @@ def surface_of(path: str) -> str:
 
 class PlatformMiddleware:
     def __init__(
-        self, app: ASGIApp, platform: Platform, *, access_log: bool = False, internal_token: str | None = None
+        self,
+        app: ASGIApp,
+        platform: Platform,
+        *,
+        access_log: bool = False,
+        internal_token: str | None = None,
+        guard: OpenModeGuard | None = None,
     ) -> None:
         self.app = app
         self.platform = platform
         self.access_log = access_log
         self.internal_token = internal_token  # set in the runtime process of `serve --workers N`
+        self.guard = guard  # open mode: the Host and Origin checks (origins.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,6 +91,9 @@ class PlatformMiddleware:
                 await self._finish(ctx)
 
         try:
+            if self.guard is not None and (refusal := self.guard.problem(headers, scope.get("scheme", "http"))):
+                await self._refuse(refusal, path, send_wrapper)
+                return
             if self.internal_token is not None and path not in PUBLIC_PATHS:
                 if not token_matches(headers.get(TOKEN_HEADER), self.internal_token):
                     await self._refuse(
@@ -92,7 +103,9 @@ class PlatformMiddleware:
                     )
                     return
                 # the gateway process authenticated and limited the caller and counts the request in its metrics
-                ctx.principal = Principal(key_id=headers.get(KEY_ID_HEADER), name="forwarded")
+                ctx.principal = Principal(
+                    key_id=headers.get(KEY_ID_HEADER), name="forwarded", admin=headers.get(KEY_ADMIN_HEADER) == "1"
+                )
                 ctx.counted = False
             elif path not in PUBLIC_PATHS:
                 try:

@@ -7,7 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ..config import Price, Settings
@@ -64,6 +64,9 @@ class Platform:
         self._prices: dict[str, Price | None] = {}
         self._dropped_seen = 0
         self._metrics_task: asyncio.Task[None] | None = None
+        # Which model ids may be metric labels as they are (create_app sets the catalog's): callers choose ids, and
+        # each label value is a time series kept forever, so ids outside the catalog share one bucket.
+        self.listed_model: Callable[[str], bool] = lambda model: False
         self.anonymous = Principal(
             key_id=None,
             name="anonymous",
@@ -179,7 +182,7 @@ class Platform:
 
     def finish(self, ctx: RequestContext, latency_s: float) -> None:
         """Metrics for every request; a ledger record for every model call."""
-        model = ctx.model or "-"
+        model = self.model_label(ctx)
         if ctx.counted:
             metrics.requests(ctx.surface, model, str(ctx.status or 499)).inc()
             metrics.latency(ctx.surface, model).observe(latency_s)
@@ -215,6 +218,15 @@ class Platform:
         if model not in self._prices:
             if len(self._prices) > 10_000:
                 self._prices.clear()
+    def model_label(self, ctx: RequestContext) -> str:
+        """The `model` label of a request's metrics: the id when the catalog lists it, else `<provider>/other` for
+        a closed provider's unlisted model, else `other`; `-` when no model was called."""
+        if ctx.model is None:
+            return "-"
+        if self.listed_model(ctx.model):
+            return ctx.model
+        return f"{ctx.provider}/other" if ctx.provider else "other"
+
             self._prices[model] = price_for(model, self.settings.prices)
         return self._prices[model]
 

@@ -1,4 +1,9 @@
-"""The cluster API of PROTOCOL.md: an open model's instances, configured and inspected over HTTP."""
+"""The cluster API of PROTOCOL.md: an open model's instances, configured and inspected over HTTP.
+
+Any caller may read a cluster (GET). Changing one (PUT, PATCH, DELETE) changes it for everyone, so when keys are
+on it takes an admin key; and no request can take a model past the instances its configuration allows
+(`max_instances`): the operator's config is the ceiling, the API moves within it.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from starlette.routing import Route
 
 from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
-from ..protocol import InvalidRequest, ModelNotFound, NotFound
+from ..protocol import AuthenticationError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
+from ..protocol.model_ids import check_model_id
 from ..runtime.controller import Deployment
-from .context import context
+from .context import RequestContext, context
 from .http import guarded, json_response, read_body
 from .service import Gateway
 
@@ -43,6 +49,31 @@ def _envelope(output: object, status: int = 200) -> Response:
     return json_response(to_json({"error": None, "output": output}), status)
 
 
+def may_change(gateway: Gateway, ctx: RequestContext) -> None:
+    """Changing a cluster needs an admin key when keys are on (open mode serves loopback callers only)."""
+    if gateway.platform.mode == "open":
+        return
+    if ctx.principal.key_id is None:  # keys mode lets no keyless call this far; kept for a direct caller
+        raise AuthenticationError("Changing a cluster needs an admin key in 'Authorization'.", code="missing_api_key")
+    if not ctx.principal.admin:
+        raise PermissionDenied(
+            "Changing a cluster (PUT, PATCH, DELETE) affects every caller of the model, so it needs an admin key; "
+            "any key may read it with GET."
+        )
+
+
+def within_config(spec_max: int, capacity: Capacity) -> None:
+    """A 400 naming the field when the request asks for more instances than the model's config allows."""
+    for name in ("max", "desired", "min"):
+        value = getattr(capacity, name)
+        if value is not None and value > spec_max:
+            raise InvalidRequest(
+                f"capacity.{name} ({value}) is above this model's max_instances ({spec_max}) in the server config; "
+                "the cluster API works within it (raise max_instances in the config to allow more).",
+                param=f"capacity.{name}",
+            )
+
+
 def routes(gateway: Gateway) -> list[Route]:
     paths = [("/models/v2/list/clusters", ["GET"]), ("/models/v2/{model_id:path}", ["GET", "PUT", "PATCH", "DELETE"])]
     if gateway.link is not None:  # a gateway process of `serve --workers N`: the runtime process owns the clusters
@@ -50,12 +81,15 @@ def routes(gateway: Gateway) -> list[Route]:
 
         @v2
         async def forwarded(request: Request) -> Response:
+            if "model_id" in request.path_params:  # only a well-formed id goes into the forwarded path
+                check_model_id(request.path_params["model_id"], "modelId")
             body = await read_body(request, gateway.settings.server.max_body_bytes)
             return await link.forward(request, body, context(request))
 
         return [Route(path, forwarded, methods=methods) for path, methods in paths]
 
     def deployment(model_id: str) -> Deployment:
+        check_model_id(model_id, "modelId")
         if not gateway.open.has(model_id):
             try:
                 gateway.catalog.resolve(model_id)
@@ -68,6 +102,7 @@ def routes(gateway: Gateway) -> list[Route]:
 
     async def configure(request: Request, allow_status: bool) -> Deployment:
         target = deployment(request.path_params["model_id"])
+        may_change(gateway, context(request))
         raw = await read_body(request, gateway.settings.server.max_body_bytes)
         try:
             body = ClusterBody.model_validate_json(raw or b"{}")
@@ -76,6 +111,7 @@ def routes(gateway: Gateway) -> list[Route]:
         if body.status is not None and not allow_status:
             raise InvalidRequest("status: only PATCH turns a cluster on or off.", param="status")
         cap = body.capacity or Capacity()
+        within_config(target.spec.max_instances, cap)
         if body.status == "on" or (body.status is None and not allow_status):
             target.turn_on()
         target.configure(
@@ -104,7 +140,9 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @v2
     async def delete_cluster(request: Request) -> Response:
-        deployment(request.path_params["model_id"]).turn_off()
+        target = deployment(request.path_params["model_id"])
+        may_change(gateway, context(request))
+        target.turn_off()
         return _envelope(None)
 
     @v2

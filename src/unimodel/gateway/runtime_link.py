@@ -26,6 +26,7 @@ log = logging.getLogger("unimodel.gateway")
 TOKEN_HEADER = "x-unimodel-internal"
 KEY_ID_HEADER = "x-unimodel-key-id"
 KEY_NAME_HEADER = "x-unimodel-key-name"
+KEY_ADMIN_HEADER = "x-unimodel-key-admin"  # the caller's key is an admin key (the cluster API's changes need one)
 _FORWARDED_REQUEST = ("content-type", "accept", "x-request-id")
 _DROPPED_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection", "x-request-id", "date", "server"})
 
@@ -63,6 +64,8 @@ class RuntimeLink:
         headers[TOKEN_HEADER] = self._token
         if ctx.principal.key_id is not None:
             headers[KEY_ID_HEADER] = ctx.principal.key_id
+            if ctx.principal.admin:
+                headers[KEY_ADMIN_HEADER] = "1"
         url = self._url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         upstream = self._client.build_request(request.method, url, headers=headers, content=body)
         try:

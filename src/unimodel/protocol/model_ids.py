@@ -30,7 +30,7 @@ def model_id_problem(model_id: str) -> str | None:
             return "a model id has no '.' or '..' segments"
         if not _SEGMENT.fullmatch(segment):
             bad = next(c for c in segment if not _SEGMENT.fullmatch(c))
-            return f"a model id may not contain {ascii(bad)}; it takes letters, digits and - _ . : @ + ~ between '/'"
+            return f"a model id may not contain {bad!a}; it takes letters, digits and - _ . : @ + ~ between '/'"
     return None
 
 

@@ -20,6 +20,7 @@ import hashlib
 import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from pydantic_core import from_json, to_json
 
@@ -56,6 +57,7 @@ from .params import OnlyDefault, Param, ParamTable, Unsupported, apply_params
 
 API_VERSION = "v1beta"
 SYNTHETIC_ID_PREFIX = "gcall_"
+MODEL_COLLECTIONS = frozenset({"models", "tunedModels"})  # the resource collections generateContent is called on
 # Google's documented stand-in for a call Gemini 3 did not generate (history from another model).
 DUMMY_SIGNATURE = "skip_thought_signature_validator"
 MAX_STOP_SEQUENCES = 5
@@ -159,10 +161,9 @@ class GoogleAdapter(ProviderAdapter):
             body["toolConfig"] = {"functionCallingConfig": encode_tool_choice(request.tool_choice)}
         if request.response_format is not None:
             self._response_format(request.response_format, body)
-        model = request.model if "/" in request.model else f"models/{request.model}"
         version = self.config.api_version or API_VERSION
         action = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-        url = f"{self.base_url}/{version}/{model}:{action}"
+        url = f"{self.base_url}/{version}/{resource_name(request.model)}:{action}"
         return UpstreamRequest(url, {"x-goog-api-key": api_key}, body, stream=request.stream)
 
     def _declaration(self, index: int, tool: Tool) -> dict[str, Any]:
@@ -426,6 +427,21 @@ class GoogleStreamDecoder(StreamDecoder):
 
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def resource_name(model: str) -> str:
+    """The model's resource name in the URL path: `models/<name>` (or `tunedModels/<name>` when the caller names
+    the collection), the name percent-encoded as one path segment, so that no model id can reach another path."""
+    collection, sep, name = model.rpartition("/")
+    if not sep:
+        collection = "models"
+    if collection not in MODEL_COLLECTIONS or not name:
+        raise InvalidRequest(
+            f"A Gemini model is named 'NAME', 'models/NAME' or 'tunedModels/NAME'; '{model[:100]}' is none of these.",
+            code="invalid_model_id",
+            param="model",
+        )
+    return f"{collection}/{quote(name, safe='')}"
 
 
 def _needs_signatures(model: str) -> bool:
