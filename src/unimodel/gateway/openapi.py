@@ -76,7 +76,7 @@ def build_openapi() -> dict[str, Any]:
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClusterBody"}}},
     }
     cluster_ok = {"description": "The envelope", "content": {"application/json": {"schema": {"$ref": v2_env}}}}
-    cluster_errors = (400, 404, 413)
+    cluster_errors = (400, 401, 403, 404, 413)  # changes need an admin key when keys are on
     paths: dict[str, Any] = {
         "/models/v2/list/clusters": {
             "get": {
@@ -90,7 +90,7 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "An open model's cluster status",
                 "operationId": "getCluster",
                 "parameters": [model_param],
-                "responses": _responses(cluster_ok, v2_env, (404,)),
+                "responses": _responses(cluster_ok, v2_env, (400, 404)),
             },
             "put": {
                 "summary": "Configure an open model's cluster (timeout in minutes, capacity)",
@@ -110,7 +110,7 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "Stop an open model's instances",
                 "operationId": "deleteCluster",
                 "parameters": [model_param],
-                "responses": _responses(cluster_ok, v2_env, (404,)),
+                "responses": _responses(cluster_ok, v2_env, (400, 401, 403, 404)),
             },
             "post": {
                 "summary": "Run a model",
@@ -304,9 +304,13 @@ def _platform_paths(v2_env: str) -> dict[str, Any]:
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics",
+                "summary": "Prometheus metrics (an admin key when keys are on, unless [metrics] access is public)",
                 "operationId": "metrics",
-                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+                    "401": {"description": "No valid key"},
+                    "403": {"description": "Not an admin key"},
+                },
             }
         },
     }
