@@ -262,6 +262,8 @@ class OpenModelConfig(BaseModel):
     task: str = Field(default="chat", description="chat, text-generation, feature-extraction, fill-mask, …")
     runtime: Literal["llama.cpp", "transformers", "command"] = "transformers"
     path: str | None = Field(default=None, description="A local file or folder; the Hugging Face id when absent.")
+    revision: str | None = Field(default=None, description="No path: the Hub revision to pull (branch, tag, commit).")
+    file: str | None = Field(default=None, description="No path, a GGUF repo: the file to pull (else [hub] preference).")
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=1, ge=1)
     instance_concurrency: int = Field(default=1, ge=1, description="Requests one instance serves at once.")
@@ -340,6 +342,30 @@ class RuntimeConfig(BaseModel):
     )
 
 
+class HubConfig(BaseModel):
+    """`[hub]`: open models named by a Hugging Face id, pulled on first use. Unset keys follow the standard Hugging
+    Face environment (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str | None = Field(default=None, description="The Hub (or a mirror); HF_ENDPOINT, else huggingface.co.")
+    token: SecretStr | None = Field(default=None, description="For gated and private repos; HF_TOKEN when unset.")
+    cache_dir: str | None = Field(default=None, description="Where weights live; HF_HUB_CACHE / HF_HOME when unset.")
+    offline: bool | None = Field(default=None, description="Never contact the Hub (only models already local).")
+    allow: list[str] = Field(
+        default_factory=lambda: ["*"], description='Glob patterns of ids that may be pulled ("Qwen/*"); [] for none.'
+    )
+    max_download_gb: float = Field(default=20.0, gt=0, description="A model larger than this is refused unpulled.")
+    pull: Literal["admin", "any"] = Field(
+        default="admin",
+        description="Who may make the server pull a model it does not have when keys are on: admin keys, or any key.",
+    )
+    gguf_preference: list[str] = Field(
+        default_factory=lambda: ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0"],
+        description="For a GGUF repo, the quantisations tried in order (then the smallest file).",
+    )
+
+
 _ALLOW_ENTRY = re.compile(r"(\*\.)?[A-Za-z0-9_.:/-]+")
 _HOST = re.compile(r"[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?")
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?")
@@ -362,6 +388,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    hub: HubConfig = HubConfig()
     prices: dict[str, Price] = Field(
         default_factory=dict, description='Model id (or glob, "openai/*") → price; the most specific match wins.'
     )
