@@ -159,7 +159,7 @@ async def test_closing_with_the_database_down_gives_up_in_bounded_time(
     store.close()
 
 
-async def test_a_batch_the_database_refuses_is_dropped_after_retries(
+async def test_a_record_the_database_refuses_is_rejected_and_the_ledger_goes_on(
     postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = Store.open(StoreConfig(url=SecretStr(postgres_url), data_dir=str(tmp_path)))
@@ -170,10 +170,14 @@ async def test_a_batch_the_database_refuses_is_dropped_after_retries(
     ledger.record(rec(0, status=2**40))  # out of range for the status column: refused, not unreachable
     ledger.record(rec(1))
     await wait_for(lambda: ledger.written == 1)
-    assert ledger.dropped == 1 and ledger.healthy
+    assert (ledger.rejected, ledger.dropped) == (1, 0) and ledger.healthy  # rejected, not dropped: no outage
     await ledger.aclose()
     assert store.usage_totals(key_id=ANY_KEY).requests == before + 1
-    assert any("records dropped" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "usage record of request 'r0' rejected by the store, not written: usage record refused: "
+        "status = 1099511627776 does not fit the database's 32-bit integer column"
+    ]
     store.close()
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +32,7 @@ from unimodel.store import (
     UsageRecord,
     hash_secret,
 )
+from unimodel.store import engine as engines
 from unimodel.store.crypto import SecretBox, fernet_key
 from unimodel.store.migrate import head_revision
 from unimodel.store.models import Base
@@ -135,6 +138,50 @@ def test_processes_starting_at_once_migrate_once(store_url: str, tmp_path: Path)
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_opening_waits_for_a_sibling_holding_a_fresh_files_write_lock(tmp_path: Path) -> None:
+    """The cause of the flaky start above: `PRAGMA journal_mode=WAL` on a file not yet in WAL mode reads it, then
+    needs its write lock, and SQLite refuses that upgrade at once ("database is locked") instead of waiting while
+    a sibling holds the lock — as a sibling does while it switches the same fresh file to WAL."""
+    sibling = sqlite3.connect(tmp_path / "unimodel.db", isolation_level=None, check_same_thread=False)
+    sibling.execute("BEGIN IMMEDIATE")  # the write lock of a fresh, empty file, still in rollback-journal mode
+    release = threading.Timer(0.5, sibling.execute, ("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    try:
+        store = Store.open(StoreConfig(data_dir=str(tmp_path)))
+    finally:
+        release.join()
+        sibling.close()
+    assert time.monotonic() - started >= 0.4  # it waited for the sibling instead of failing
+    with store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert store.list_keys() == []
+    store.close()
+
+
+def test_opening_waits_out_a_migration_longer_than_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start behind a queue of siblings may wait longer than one busy timeout: it waits on, within a bound."""
+    Store.open(StoreConfig(data_dir=str(tmp_path))).close()
+    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    sibling = sqlite3.connect(tmp_path / "unimodel.db", isolation_level=None, check_same_thread=False)
+    sibling.execute("BEGIN IMMEDIATE")  # a sibling migrating: it holds the write lock for 10 busy timeouts
+    release = threading.Timer(1.0, sibling.execute, ("COMMIT",))
+    release.start()
+    try:
+        Store.open(StoreConfig(data_dir=str(tmp_path))).close()
+    finally:
+        release.join()
+    monkeypatch.setattr(engines, "OPEN_BUSY_WAIT_S", 0.5)
+    sibling.execute("BEGIN IMMEDIATE")  # and one that never lets go: the wait is bounded, and says why
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"unimodel\.db: database is locked — check \[store\] data_dir"):
+        Store.open(StoreConfig(data_dir=str(tmp_path)))
+    assert time.monotonic() - started < 3
+    sibling.close()
 
 
 _WORKER = """

@@ -100,6 +100,10 @@ class Platform:
         if dropped > self._dropped_seen:
             metrics.USAGE_DROPPED.inc(dropped - self._dropped_seen)
             self._dropped_seen = dropped
+        rejected, rejected_seen = self.ledger.rejected, int(getattr(self, "_rejected_seen", 0))
+        if rejected > rejected_seen:
+            metrics.USAGE_REJECTED.inc(rejected - rejected_seen)
+            self._rejected_seen = rejected
 
     # -- who is calling -------------------------------------------------------------------------------------
 
@@ -214,10 +218,6 @@ class Platform:
             )
         )
 
-    def _price(self, model: str) -> Price | None:
-        if model not in self._prices:
-            if len(self._prices) > 10_000:
-                self._prices.clear()
     def model_label(self, ctx: RequestContext) -> str:
         """The `model` label of a request's metrics: the id when the catalog lists it, else `<provider>/other` for
         a closed provider's unlisted model, else `other`; `-` when no model was called."""
@@ -227,6 +227,10 @@ class Platform:
             return ctx.model
         return f"{ctx.provider}/other" if ctx.provider else "other"
 
+    def _price(self, model: str) -> Price | None:
+        if model not in self._prices:
+            if len(self._prices) > 10_000:
+                self._prices.clear()
             self._prices[model] = price_for(model, self.settings.prices)
         return self._prices[model]
 
@@ -239,11 +243,21 @@ class Platform:
             checks["store"] = {"ok": True}
         except Exception as exc:  # the reason is shown to operators; it names no secret
             checks["store"] = {"ok": False, "error": str(exc) or type(exc).__name__}
+        ledger = self.ledger
+        # Degraded while the store is unreachable, and for `rejected_window_s` (5 min) after it refused a record.
+        rejection = ledger.recent_rejection()
+        error = ledger.last_error if ledger.last_error and not ledger.healthy else None
+        if error is None and rejection is not None:
+            error = (
+                f"the store refused {ledger.rejected} usage record(s) since start, the last in the past "
+                f"{ledger.rejected_window_s / 60:g} minutes, and they were not written: {rejection}"
+            )
         checks["usage_ledger"] = {
-            "ok": self.ledger.healthy,
-            "buffered": self.ledger.buffered,
-            "dropped": self.ledger.dropped,
-            **({"error": self.ledger.last_error} if self.ledger.last_error and not self.ledger.healthy else {}),
+            "ok": ledger.healthy and rejection is None,
+            "buffered": ledger.buffered,
+            "dropped": ledger.dropped,
+            "rejected": ledger.rejected,
+            **({"error": error} if error else {}),
         }
         limiter_ok = bool(getattr(self.limiter, "healthy", True))
         checks["limits"] = {"ok": limiter_ok, "shared": self.settings.limits.redis_url is not None}

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Engine, case, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, String, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
@@ -100,12 +100,8 @@ class Store:
         store = cls(eng, url, data_dir=config.data_dir, default_sqlite=default_sqlite)
         try:
             with store._errors():
-                if migrate:
-                    upgrade(eng)
-                else:
-                    store._check_schema()
-                with eng.connect() as conn:
-                    conn.execute(select(ApiKeyRow.id).limit(1)).all()
+                # Siblings starting at once (`serve --workers N`) hold an SQLite file's locks in turn: wait, never fail.
+                engines.retry_while_busy(lambda: store._open_schema(migrate=migrate))
         except BaseException as e:
             eng.dispose()
             if isinstance(e, StoreError) and not isinstance(e, StoreUnavailable):
@@ -260,9 +256,17 @@ class Store:
     # ---- usage ledger ------------------------------------------------------------------------------------------
 
     def write_usage(self, records: Sequence[UsageRecord]) -> None:
-        """Insert records in one transaction (one multi-row INSERT per batch of rows)."""
+        """Insert records in one transaction (one multi-row INSERT per batch of rows).
+
+        A record no database could hold is refused (StoreError, naming the field) before anything is sent, so that
+        SQLite and PostgreSQL accept exactly the same records; the ledger then writes the others without it.
+        """
         if not records:
             return
+        for r in records:
+            problem = _unstorable(r)
+            if problem is not None:
+                raise StoreError(f"usage record refused: {problem}")
         rows = [
             {
                 "time": r.time,
@@ -336,6 +340,14 @@ class Store:
     def _errors(self) -> AbstractContextManager[None]:
         return engines.translate_errors(self._url, default_sqlite=self._default_sqlite)
 
+    def _open_schema(self, *, migrate: bool) -> None:
+        if migrate:
+            upgrade(self._engine)
+        else:
+            self._check_schema()
+        with self._engine.connect() as conn:
+            conn.execute(select(ApiKeyRow.id).limit(1)).all()
+
     def _check_schema(self) -> None:
         with self._engine.connect() as conn:
             current = current_revision(conn)
@@ -377,6 +389,32 @@ class Store:
                     entry[1].append(provider)
         latest = max((row.updated_at for row, _ in rows.values()), default=None)
         return [_api_key(row, tuple(providers)) for row, providers in rows.values()], latest
+
+
+# What PostgreSQL refuses and SQLite would take: NUL in text, strings past a VARCHAR's length, integers past 32 bits.
+_INT32 = range(-(2**31), 2**31)
+_TEXT_FIELDS = {
+    name: cast(String, UsageRow.__table__.c[name].type).length
+    for name in ("request_id", "key_id", "model", "kind", "provider")
+}
+_INT_FIELDS = ("status", "input_tokens", "output_tokens")
+
+
+def _unstorable(record: UsageRecord) -> str | None:
+    """Why `record` cannot be stored on every database unimodel supports, or None."""
+    for name, length in _TEXT_FIELDS.items():
+        value = getattr(record, name)
+        if value is None:
+            continue
+        if "\x00" in value:
+            return f"{name} contains a NUL character (U+0000), which PostgreSQL cannot store"
+        if length is not None and len(value) > length:
+            return f"{name} is {len(value)} characters long, the database keeps at most {length}"
+    for name in _INT_FIELDS:
+        value = getattr(record, name)
+        if value is not None and value not in _INT32:
+            return f"{name} = {value} does not fit the database's 32-bit integer column"
+    return None
 
 
 def _check_limits(rps: float | None, concurrency: int | None) -> None:

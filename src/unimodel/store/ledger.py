@@ -6,6 +6,11 @@ When the database is unreachable the records stay in memory and the writes are r
 `max_buffered` the OLDEST records are dropped (and counted): the newest say most about what is going on now, and
 dropping from the head keeps `record()` O(1). One warning is logged when the store becomes unreachable, one info
 line when it comes back.
+
+A batch the database refuses (a bad value, not an outage) is split in halves, recursively, so that one bad record
+cannot take the others with it: every record that can be written is, and a record refused on its own is
+rejected — counted in `rejected` (not `dropped`, which counts records lost to a full buffer or to shutdown),
+logged with its request id and the reason, and reported by `recent_rejection()` for `rejected_window_s`.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from .types import StoreError, StoreUnavailable, UsageRecord
 
 log = logging.getLogger("unimodel.store.ledger")
 
-# A batch the database refuses for a reason other than being unreachable (a bad value, say) is tried this many times
-# and then dropped, so that one bad record cannot stop the ledger for good.
-MAX_REFUSALS = 3
+# After a record is rejected, readiness reports the ledger degraded this long: long enough for a probe or an
+# operator to see it, short enough that one bad record does not mark a gateway degraded for good.
+REJECTED_WINDOW_S = 300.0
+_REJECTIONS_LOGGED = 10  # rejected records logged one by one per batch; the rest in one summary line
 
 
 class UsageWriter(Protocol):
@@ -45,6 +51,7 @@ class UsageLedger:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         close_timeout_s: float = 10.0,
+        rejected_window_s: float = REJECTED_WINDOW_S,
     ) -> None:
         self._store = store
         self._interval = flush_interval_s
@@ -53,18 +60,21 @@ class UsageLedger:
         self._retry_initial = retry_initial_s
         self._retry_max = retry_max_s
         self._close_timeout = close_timeout_s
+        self.rejected_window_s = rejected_window_s
         self._queue: deque[UsageRecord] = deque()
         self._inflight: list[UsageRecord] = []  # taken from the queue, not yet written: retried first
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()  # one write at a time: flush(), the writer task and aclose() share the batch
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._refusals = 0
         self._overflow_logged = False
-        self.dropped = 0
+        self._last_rejected_at: float | None = None  # time.monotonic()
+        self.dropped = 0  # lost to a full buffer, or to shutdown with the store unreachable
+        self.rejected = 0  # refused by the database on their own: never written
         self.written = 0
-        self.healthy = True
-        self.last_error: str | None = None
+        self.healthy = True  # the store was reachable at the last write
+        self.last_error: str | None = None  # why the store is unreachable
+        self.last_rejection: str | None = None  # why the last rejected record was refused
 
     @classmethod
     def from_config(cls, store: UsageWriter, config: StoreConfig) -> UsageLedger:
@@ -102,8 +112,15 @@ class UsageLedger:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="usage-ledger")
 
+    def recent_rejection(self) -> str | None:
+        """Why the last rejected record was refused, if one was in the past `rejected_window_s` seconds; else None."""
+        if self._last_rejected_at is None or time.monotonic() - self._last_rejected_at > self.rejected_window_s:
+            return None
+        return self.last_rejection
+
     async def flush(self) -> None:
-        """Write everything buffered now; raises StoreError when the database refuses or cannot be reached."""
+        """Write everything buffered now (records the database refuses are rejected, see the module's docstring);
+        raises StoreError when the database cannot be reached."""
         while self.buffered:
             if not await self._write_one_batch():
                 raise StoreError(self.last_error or "usage write failed")
@@ -162,38 +179,67 @@ class UsageLedger:
         batch = self._inflight
         if not batch:
             return True
+        # Parts still to write, in order; they always make up batch[done:], so the in-flight records stay exact
+        # however far the splitting got when the store became unreachable.
+        pending = [batch]
+        done = 0
+        rejected: list[tuple[UsageRecord, str]] = []
         try:
-            await asyncio.to_thread(self._store.write_usage, batch)
-        except StoreUnavailable as e:
-            self._failed(str(e))
-            return False
-        except Exception as e:  # refused (or a bug): retry a few times, then give the batch up
-            self._refusals += 1
-            message = str(e) if isinstance(e, StoreError) else f"{type(e).__name__} while writing usage"
-            self.last_error = message
-            if self._refusals < MAX_REFUSALS:
-                if self._refusals == 1:
-                    log.warning("usage store refused a batch of %d records: %s; retrying", len(batch), message)
-                return False
-            self._refusals = 0
-            self.dropped += len(batch)
-            self._inflight = []
-            log.error(
-                "usage store refused a batch %d times (%s): %d records dropped", MAX_REFUSALS, message, len(batch)
-            )
-            return True
-        self._inflight = []
-        self._refusals = 0
-        self.written += len(batch)
+            while pending:
+                part = pending[0]
+                try:
+                    await asyncio.to_thread(self._store.write_usage, part)
+                except StoreUnavailable as e:
+                    self._failed(str(e))
+                    return False
+                except Exception as e:  # refused (a bad value, or a bug): split, and reject what fails alone
+                    if len(part) > 1:
+                        pending[0:1] = [part[: len(part) // 2], part[len(part) // 2 :]]
+                        continue
+                    rejected.append((part[0], _refusal(e)))
+                else:
+                    self.written += len(part)
+                    self._reachable()
+                pending.pop(0)
+                done += len(part)
+        finally:
+            self._inflight = batch[done:]
+            if rejected:
+                self._rejected(rejected)
+        return True
+
+    def _reachable(self) -> None:
         if not self.healthy:
             self.healthy = True
             self._overflow_logged = False
             log.info("usage store reachable again; writing %d buffered records", self.buffered)
         self.last_error = None
-        return True
+
+    def _rejected(self, records: list[tuple[UsageRecord, str]]) -> None:
+        self.rejected += len(records)
+        self._last_rejected_at = time.monotonic()
+        self.last_rejection = records[-1][1]
+        for rec, why in records[:_REJECTIONS_LOGGED]:
+            log.error("usage record of request %s rejected by the store, not written: %s", _shown(rec.request_id), why)
+        if len(records) > _REJECTIONS_LOGGED:
+            log.error(
+                "%d more usage records of the same batch rejected by the store (the last: %s)",
+                len(records) - _REJECTIONS_LOGGED,
+                self.last_rejection,
+            )
 
     def _failed(self, message: str) -> None:
         self.last_error = message
         if self.healthy:
             self.healthy = False
             log.warning("usage store unreachable: %s; %d records buffered", message, self.buffered)
+
+
+def _refusal(error: Exception) -> str:
+    """The reason a write failed, fit for a log line and /readyz (StoreError messages name no secret)."""
+    return str(error) if isinstance(error, StoreError) else f"{type(error).__name__} while writing usage"
+
+
+def _shown(request_id: str) -> str:
+    """A request id as a log line may show it: quoted, control characters escaped, bounded."""
+    return ascii(request_id[:80])

@@ -41,11 +41,11 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to head, in one transaction, under a lock that serialises concurrent starters."""
+    script = ScriptDirectory.from_config(alembic_config())  # read before taking the lock: siblings wait less
     with engine.execution_options(**WRITE).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
         current = current_revision(conn)
-        script = ScriptDirectory.from_config(alembic_config())
         if current == script.get_current_head():
             return
         if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
