@@ -212,6 +212,40 @@ def test_parse_time() -> None:
         parse_time("yesterday")
 
 
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("--from", "0001-01-01T00:00:00+23:59"),
+            "Invalid value for '--from': 0001-01-01T00:00:00+23:59 is outside the years 1 to 9999 once converted to UTC",
+        ),
+        (
+            ("--to", "9999-12-31T23:59:59-00:01"),
+            "Invalid value for '--to': 9999-12-31T23:59:59-00:01 is outside the years 1 to 9999 once converted to UTC",
+        ),
+        (("--from", "99999999999d"), "Invalid value for '--from': '99999999999d' ago is before the year 1"),
+        (
+            ("--from", "2026-05-02", "--to", "2026-05-01"),
+            "Invalid value for '--from': 2026-05-02T00:00:00+00:00 is later than --to (2026-05-01T00:00:00+00:00); "
+            "swap them",
+        ),
+    ],
+)
+def test_out_of_range_and_swapped_times_are_usage_errors(config: Path, args: tuple[str, ...], error: str) -> None:
+    """Exit 2 naming the option, never a traceback (0001-01-01T00:00:00+23:59 was an OverflowError)."""
+    result = run_usage(config, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == f"Error: {error}"
+
+
+def test_an_empty_time_range_is_no_records_not_an_error(config: Path) -> None:
+    result = run_usage(
+        config, "--from", "2026-05-01T02:00:00+02:00", "--to", "2026-05-01T00:00:00Z", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["records"] == []
+
+
 def test_an_unreachable_database_is_exit_1_with_the_password_hidden(config: Path, tmp_path: Path) -> None:
     port = free_port()
     config.write_text(f'[store]\nurl = "postgresql+psycopg://u:hunter2@127.0.0.1:{port}/x"\ndata_dir = "{tmp_path}"\n')

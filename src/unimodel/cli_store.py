@@ -19,6 +19,7 @@ import click
 
 from .config import ConfigError, Settings, load_settings
 from .store import ANY_KEY, UNCHANGED, AnyKey, Store, StoreError, Unchanged, UsageTotals
+from .store.times import shown, to_utc
 from .store.views import RECORD_FIELDS, key_view, record_view, totals_view
 
 if TYPE_CHECKING:  # click >= 8.5 types ParamType by its value; older clicks cannot be subscripted at runtime
@@ -111,12 +112,15 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         return now
     match = _RELATIVE.fullmatch(text)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        except OverflowError:
+            raise ValueError(f"{shown(text)} ago is before the year 1") from None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{text!r} is neither an ISO 8601 date/time nor a time ago like 24h or 7d") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        raise ValueError(f"{shown(text)} is neither an ISO 8601 date/time nor a time ago like 24h or 7d") from None
+    return to_utc(value)  # ValueError, not OverflowError, for 0001-01-01T00:00:00+23:59
 
 
 class TimeValue(_TimeType):
@@ -302,6 +306,10 @@ def usage(
 ) -> None:
     """List usage records, oldest first, with totals over everything the filters select."""
     key_id: str | AnyKey | None = ANY_KEY if key is None else None if key == "anonymous" else key
+    if start is not None and end is not None and start > end:  # almost always a swap: say so, not "0 records"
+        raise click.BadParameter(
+            f"{start.isoformat()} is later than --to ({end.isoformat()}); swap them", param_hint="'--from'"
+        )
     with _store(_settings(config_path)) as store:
         if isinstance(key_id, str):
             store.get_key(key_id)  # an unknown id is a mistake, not "no usage"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
 from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from ..store import ANY_KEY, KeyNotFound, StoreError
+from ..store.times import parse_iso, shown
 from ..store.views import key_view, record_view, totals_view
 from .context import context
 from .http import guarded, json_response, read_body
@@ -65,18 +67,39 @@ def _ok(output: object, status: int = 200) -> Response:
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
-    """ISO 8601 (a date, or a time with or without a zone — UTC when none) or Unix seconds."""
+    """ISO 8601 (a date, or a time with or without a zone — UTC when none) or Unix seconds, as aware UTC. Anything
+    else, a moment outside the years 1-9999 in UTC included, is a 400 `invalid_request` naming the parameter."""
     if value is None or value == "":
         return None
+    unix = value.replace(".", "", 1).isdigit()
     try:
-        if value.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(value), UTC)
-        moment = datetime.fromisoformat(value)
-    except (ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(float(value), UTC) if unix else parse_iso(value)
+    except (ValueError, OverflowError, OSError) as exc:  # from Unix seconds, each of them means "too far"
+        reason = f"{shown(value)} Unix seconds is past the year 9999" if unix else str(exc)
+    raise InvalidRequest(
+        f"{name}: {reason}. Give an ISO 8601 time (2026-11-25T10:00:00Z) or Unix seconds, within the years 1-9999.",
+        param=name,
+    )
+
+
+def _time_range(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    """`from` and `to`; `from` later than `to` is a 400 rather than an empty answer: it is almost always a swap."""
+    start = parse_time(query.get("from"), "from")
+    end = parse_time(query.get("to"), "to")
+    if start is not None and end is not None and start > end:
         raise InvalidRequest(
-            f"{name}: '{value}' is neither an ISO 8601 time (2026-11-25T10:00:00Z) nor Unix seconds.", param=name
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            f"from: {start.isoformat()} is later than to ({end.isoformat()}), so no record can match; swap them.",
+            param="from",
+        )
+    return start, end
+
+
+def _text_filter(query: Mapping[str, str], name: str) -> str | None:
+    """A text filter; NUL is refused here, as the store never holds it and PostgreSQL refuses it in a query."""
+    value = query.get(name) or None
+    if value is not None and "\x00" in value:
+        raise InvalidRequest(f"{name}: {shown(value)} contains a NUL character, which no record can hold.", param=name)
+    return value
 
 
 def _limit(request: Request) -> int:
@@ -181,9 +204,8 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
 
     async def usage_for(request: Request, key_id: object) -> Response:
         query = request.query_params
-        start = parse_time(query.get("from"), "from")
-        end = parse_time(query.get("to"), "to")
-        model = query.get("model") or None
+        start, end = _time_range(query)
+        model = _text_filter(query, "model")
         limit = _limit(request)
         with contextlib.suppress(StoreError):
             await platform.ledger.flush()  # this process's records so far are in the answer
@@ -206,7 +228,7 @@ def routes(platform: Platform, provider_names: list[str], max_body_bytes: int) -
     @v2
     async def all_usage(request: Request) -> Response:
         admin_only(request)
-        key = request.query_params.get("key")
+        key = _text_filter(request.query_params, "key")
         return await usage_for(request, key if key else ANY_KEY)
 
     prefix = "/models/v2/admin"
