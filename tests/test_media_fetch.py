@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -40,6 +41,8 @@ from unimodel.protocol import (
     ToolResultPart,
 )
 from unimodel.providers import ProviderClient
+from unimodel.providers.base import UpstreamRequest
+from unimodel.providers.client import encode_taking_strings
 from unimodel.providers.media import FAILED, REFUSED, MediaFetcher, address_problem
 from unimodel.providers.openai import OpenAIAdapter
 
@@ -706,6 +709,22 @@ async def test_a_provider_that_takes_urls_gets_the_url_untouched(make_fetcher: A
         await client.aclose()
     assert provider.bodies[0]["messages"][1]["content"][1]["image_url"] == {"url": url}
     assert image_host.seen == [] and transport.requests == []
+
+
+def test_a_body_encoded_string_by_string_is_byte_for_byte_what_to_json_gives() -> None:
+    text = 'a "quoted" \\ back\\slash, a new\nline, é, ✓, \x01 ' * 3000  # long, and full of escapes
+    data = base64.b64encode(PNG * 8000).decode()
+    body: dict[str, Any] = {
+        "contents": [
+            {"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}
+        ],
+        "pair": (data, 1),
+        "short": "kept as it is",
+    }
+    expected = to_json(body)
+    upstream = UpstreamRequest("https://api.provider.test/v1/x", {}, body)
+    assert encode_taking_strings(upstream) == expected
+    assert upstream.body == {}  # taken: nothing else holds the image strings once they are encoded
 
 
 # ---- through the gateway: [media] settings reach the clients of inline-only providers ----

@@ -222,11 +222,13 @@ class MediaConfig(BaseModel):
     max_inflight_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1,
-        description="Fetched image bytes held by all requests together until their upstream call is sent; "
-        "requests past it wait.",
+        description="Fetched image bytes held by all requests of a gateway process together until their upstream "
+        "call is sent; requests past it wait in line.",
     )
     inflight_wait_s: float = Field(
-        default=10.0, ge=0, description="How long a request waits for room under max_inflight_bytes, then 503."
+        default=10.0,
+        ge=0,
+        description="How long a request waits in line for room under max_inflight_bytes, then a 503 media_busy.",
     )
 
     @field_validator("allow_hosts")

@@ -23,6 +23,7 @@ from .anthropic_validate import AnthropicError, merge_turns, thinking_enabled, v
 from .common import (
     EventStreamResponse,
     cut_at_stop,
+    echo_headers,
     example_from_schema,
     fake_id,
     fragments,
@@ -150,7 +151,7 @@ async def _handle_messages(recorded: RecordedRequest, script: FakeScript) -> Res
     if reply is not None and reply.delay_s:
         await asyncio.sleep(reply.delay_s)
     if reply is not None and reply.status != 200:
-        return _scripted_error(reply, body["model"], script)
+        return _scripted_error(reply, body["model"], script, recorded)
     chosen = reply if reply is not None else default_reply(body)
     plan = plan_message(body, chosen, script)
     extra = dict(chosen.headers)
@@ -158,7 +159,7 @@ async def _handle_messages(recorded: RecordedRequest, script: FakeScript) -> Res
         extra["retry-after"] = retry_after_value(chosen.retry_after)
     if body.get("stream"):
         return EventStreamResponse(
-            _stream_events(plan, chosen),
+            _stream_events(plan, chosen, recorded),
             headers=_headers(script, extra),
             chunk_delay_s=chosen.chunk_delay_s,
             cut_after=chosen.cut_stream_after,
@@ -166,7 +167,7 @@ async def _handle_messages(recorded: RecordedRequest, script: FakeScript) -> Res
     return JSONResponse(_message_object(plan), headers=_headers(script, extra))
 
 
-def _scripted_error(reply: FakeReply, model: str, script: FakeScript) -> Response:
+def _scripted_error(reply: FakeReply, model: str, script: FakeScript, recorded: RecordedRequest) -> Response:
     kind, message = _SCRIPTED_ERRORS.get(
         reply.status, ("api_error" if reply.status >= 500 else "invalid_request_error", "Error")
     )
@@ -177,9 +178,8 @@ def _scripted_error(reply: FakeReply, model: str, script: FakeScript) -> Respons
         extra.setdefault("anthropic-ratelimit-requests-limit", "50")
         extra.setdefault("anthropic-ratelimit-requests-remaining", "0")
         extra.setdefault("anthropic-ratelimit-requests-reset", "2025-01-01T00:00:00Z")
-    exc = AnthropicError(
-        reply.error_message or message.format(model=model), status=reply.status, type=reply.error_type or kind
-    )
+    text = echo_headers(reply.error_message or message.format(model=model), reply, recorded)
+    exc = AnthropicError(text, status=reply.status, type=reply.error_type or kind)
     return _error_response(exc, script, extra)
 
 
@@ -309,7 +309,7 @@ def _event(payload: Mapping[str, Any]) -> bytes:
     return f"event: {payload['type']}\ndata: {data}\n\n".encode()
 
 
-def _stream_events(plan: Plan, reply: FakeReply) -> list[bytes]:
+def _stream_events(plan: Plan, reply: FakeReply, recorded: RecordedRequest) -> list[bytes]:
     start = {**_message_object(plan), "content": [], "stop_reason": None, "stop_sequence": None}
     start["usage"] = _usage(plan, 1)
     events = [_event({"type": "message_start", "message": start})]
@@ -339,7 +339,8 @@ def _stream_events(plan: Plan, reply: FakeReply) -> list[bytes]:
     events.append(_event({"type": "message_delta", "delta": delta, "usage": usage}))
     events.append(_event({"type": "message_stop"}))
     if reply.stream_error is not None:
-        error = {"type": reply.stream_error, "message": reply.error_message or _default_message(reply.stream_error)}
+        message = echo_headers(reply.error_message or _default_message(reply.stream_error), reply, recorded)
+        error = {"type": reply.stream_error, "message": message}
         events = [*events[: reply.stream_error_after], _event({"type": "error", "error": error})]
     return events
 

@@ -14,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .script import FakeScript, RecordedRequest
+from .script import FakeReply, FakeScript, RecordedRequest
 
 __all__ = [
     "EventStreamResponse",
     "cut_at_stop",
+    "echo_headers",
     "example_from_schema",
     "fake_id",
     "fragments",
@@ -54,6 +55,13 @@ async def record_request(request: Request, script: FakeScript) -> RecordedReques
     )
     script.record(recorded)
     return recorded
+
+
+def echo_headers(message: str, reply: FakeReply, recorded: RecordedRequest) -> str:
+    """`message`, then the request's headers when the reply asks for them (`FakeReply.echo_headers`)."""
+    if not reply.echo_headers:
+        return message
+    return f"{message} Request headers: {json.dumps(dict(recorded.headers))}"
 
 
 def is_int(value: object) -> TypeGuard[int]:

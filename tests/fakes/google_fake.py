@@ -44,6 +44,7 @@ from starlette.routing import Route
 from .common import (
     EventStreamResponse,
     cut_at_stop,
+    echo_headers,
     example_from_schema,
     fake_id,
     record_request,
@@ -175,6 +176,11 @@ def _error_response(exc: GoogleError, extra: Mapping[str, str] | None = None) ->
     return JSONResponse({"error": error}, status_code=exc.code, headers=_headers(extra))
 
 
+def _debug_info(recorded: RecordedRequest) -> dict[str, Any]:
+    """google.rpc.DebugInfo, as Google's debug builds attach it: here the request's headers as JSON text."""
+    return {"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": json.dumps(dict(recorded.headers))}
+
+
 def _key_invalid() -> GoogleError:
     return GoogleError(
         KEY_INVALID,
@@ -245,7 +251,7 @@ async def _generate(recorded: RecordedRequest, script: FakeScript, version: str,
     if reply is not None and reply.delay_s:
         await asyncio.sleep(reply.delay_s)
     if reply is not None and reply.status != 200:
-        return _scripted_error(reply, model, version)
+        return _scripted_error(reply, model, version, recorded)
     chosen = reply if reply is not None else default_reply(body)
     plan = plan_response(body, chosen, script, model)
     extra = dict(chosen.headers)
@@ -253,7 +259,7 @@ async def _generate(recorded: RecordedRequest, script: FakeScript, version: str,
         extra["retry-after"] = retry_after_value(chosen.retry_after)
     if method == "generateContent":
         return JSONResponse(_response_object(plan), headers=_headers(extra))
-    chunks = _stream_chunks(plan, chosen)
+    chunks = _stream_chunks(plan, chosen, recorded)
     if "sse" not in parse_qs(recorded.query).get("alt", []):
         return JSONResponse(chunks, headers=_headers(extra))  # without alt=sse: one JSON array
     events = [f"data: {json.dumps(c, separators=(',', ':'))}\r\n\r\n".encode() for c in chunks]
@@ -262,7 +268,7 @@ async def _generate(recorded: RecordedRequest, script: FakeScript, version: str,
     )
 
 
-def _scripted_error(reply: FakeReply, model: str, version: str) -> Response:
+def _scripted_error(reply: FakeReply, model: str, version: str, recorded: RecordedRequest) -> Response:
     if reply.status == 400 and reply.error_type == "API_KEY_INVALID":
         return _error_response(_key_invalid(), reply.headers)
     state, message = _SCRIPTED_ERRORS.get(
@@ -296,7 +302,9 @@ def _scripted_error(reply: FakeReply, model: str, version: str) -> Response:
     if reply.retry_after is not None:
         extra["retry-after"] = retry_after_value(reply.retry_after)
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{reply.retry_after:g}s"})
-    text = reply.error_message or message.format(model=model, version=version)
+    text = echo_headers(reply.error_message or message.format(model=model, version=version), reply, recorded)
+    if reply.echo_headers:
+        details.append(_debug_info(recorded))
     exc = GoogleError(text, code=reply.status, status=reply.error_type or state, details=details or None)
     return _error_response(exc, extra)
 
@@ -509,7 +517,7 @@ def _response_object(plan: Plan) -> dict[str, Any]:
     return _envelope(plan, candidates, plan.output_tokens)
 
 
-def _stream_chunks(plan: Plan, reply: FakeReply) -> list[dict[str, Any]]:
+def _stream_chunks(plan: Plan, reply: FakeReply, recorded: RecordedRequest) -> list[dict[str, Any]]:
     if plan.blocked is not None:
         return [_envelope(plan, None, 0)]
     steps: list[list[dict[str, Any]]] = []  # the parts of each chunk
@@ -536,6 +544,10 @@ def _stream_chunks(plan: Plan, reply: FakeReply) -> list[dict[str, Any]]:
     if reply.stream_error is not None:
         code = STATUS_CODES.get(reply.stream_error, 500)
         message = reply.error_message or _SCRIPTED_ERRORS.get(code, ("", "Internal error"))[1]
-        error = {"error": {"code": code, "message": message, "status": reply.stream_error}}
+        error: dict[str, Any] = {
+            "error": {"code": code, "message": echo_headers(message, reply, recorded), "status": reply.stream_error}
+        }
+        if reply.echo_headers:
+            error["error"]["details"] = [_debug_info(recorded)]
         chunks = [*chunks[: reply.stream_error_after], error]
     return chunks

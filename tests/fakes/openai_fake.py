@@ -22,6 +22,7 @@ from starlette.routing import Route
 from .common import (
     EventStreamResponse,
     cut_at_stop,
+    echo_headers,
     example_from_schema,
     fake_id,
     fragments,
@@ -177,7 +178,7 @@ async def _handle_chat(recorded: RecordedRequest, script: FakeScript) -> Respons
     if reply is not None and reply.delay_s:
         await asyncio.sleep(reply.delay_s)
     if reply is not None and reply.status != 200:
-        return _scripted_error(reply, body["model"], script)
+        return _scripted_error(reply, body["model"], script, recorded)
     chosen = reply if reply is not None else default_reply(body)
     plan = plan_completion(body, chosen, script)
     extra = dict(chosen.headers)
@@ -185,7 +186,7 @@ async def _handle_chat(recorded: RecordedRequest, script: FakeScript) -> Respons
         extra["retry-after"] = retry_after_value(chosen.retry_after)
     if body.get("stream"):
         return EventStreamResponse(
-            _stream_events(body, plan, chosen),
+            _stream_events(body, plan, chosen, recorded),
             headers=_headers(script, extra),
             chunk_delay_s=chosen.chunk_delay_s,
             cut_after=chosen.cut_stream_after,
@@ -193,7 +194,7 @@ async def _handle_chat(recorded: RecordedRequest, script: FakeScript) -> Respons
     return JSONResponse(_completion_object(body, plan), headers=_headers(script, extra))
 
 
-def _scripted_error(reply: FakeReply, model: str, script: FakeScript) -> Response:
+def _scripted_error(reply: FakeReply, model: str, script: FakeScript, recorded: RecordedRequest) -> Response:
     kind, code, message = _SCRIPTED_ERRORS.get(
         reply.status, ("server_error" if reply.status >= 500 else "invalid_request_error", None, "Error.")
     )
@@ -205,7 +206,7 @@ def _scripted_error(reply: FakeReply, model: str, script: FakeScript) -> Respons
         extra.setdefault("x-ratelimit-remaining-requests", "0")
         extra.setdefault("x-ratelimit-reset-requests", "20s")
     exc = OpenAIError(
-        reply.error_message or message.format(model=model),
+        echo_headers(reply.error_message or message.format(model=model), reply, recorded),
         status=reply.status,
         type=reply.error_type or kind,
         code=code,
@@ -369,7 +370,7 @@ def _sse(payload: Any) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
-def _stream_events(body: Mapping[str, Any], plan: Plan, reply: FakeReply) -> list[bytes]:
+def _stream_events(body: Mapping[str, Any], plan: Plan, reply: FakeReply, recorded: RecordedRequest) -> list[bytes]:
     options = body.get("stream_options") or {}
     include_usage = bool(options.get("include_usage"))
     obfuscate = options.get("include_obfuscation", True)
@@ -414,7 +415,8 @@ def _stream_events(body: Mapping[str, Any], plan: Plan, reply: FakeReply) -> lis
         events.append(_sse({**base, "choices": [], "usage": _usage(plan)}))
     events.append(b"data: [DONE]\n\n")
     if reply.stream_error is not None:
-        error = {"message": reply.error_message or "The server had an error while processing your request.",
-                 "type": reply.stream_error, "param": None, "code": None}  # fmt: skip
+        message = reply.error_message or "The server had an error while processing your request."
+        error = {"message": echo_headers(message, reply, recorded), "type": reply.stream_error, "param": None,
+                 "code": None}  # fmt: skip
         events = [*events[: reply.stream_error_after], _sse({"error": error})]
     return events

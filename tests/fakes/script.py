@@ -48,6 +48,9 @@ class FakeReply:
                  and end the stream.
     input_tokens / output_tokens: override the usage numbers (otherwise estimated from words).
     headers:     extra response headers.
+    echo_headers: the error of ``status`` or ``stream_error`` also shows the request's headers, keys included
+                 (in its message; the Gemini fake also as a ``DebugInfo`` detail holding them as JSON text), as a
+                 debugging proxy in front of a provider, or a careless provider, might answer.
     """
 
     text: str | None = None
@@ -66,6 +69,7 @@ class FakeReply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    echo_headers: bool = False
 
     def resolved_text(self) -> str | None:
         if self.text is not None:

@@ -16,7 +16,7 @@ from ..runtime.backend import Backend
 from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
 from .keycache import Principal
-from .metrics import upstream_latency
+from .metrics import MEDIA_INFLIGHT_BYTES, upstream_latency
 
 if TYPE_CHECKING:
     from .platform import Platform
@@ -35,7 +35,12 @@ class Gateway:
         self.catalog = Catalog(settings.providers, {m: spec.task for m, spec in self.open.specs.items()})
         self._transport = transport
         self._clients: dict[str, ProviderClient] = {}
-        self._media = MediaFetcher(settings.media)  # makes no connection until a provider needs an image fetched
+        # Makes no connection until a provider needs an image fetched; one cap on fetched bytes for all providers.
+        self._media = MediaFetcher(settings.media, gauge=MEDIA_INFLIGHT_BYTES)
+        # Never shown in an upstream error, whichever provider's answer echoes them (providers/client.py).
+        self._server_keys = tuple(
+            p.api_key.get_secret_value() for p in settings.providers.values() if p.api_key is not None
+        )
         self.platform: Platform  # set by create_app
         self.link: RuntimeLink | None = None  # set in a gateway process of `serve --workers N`
 
@@ -43,7 +48,9 @@ class Gateway:
         client = self._clients.get(provider)
         if client is None:
             adapter = create_adapter(provider, self.settings.provider(provider))
-            client = self._clients[provider] = ProviderClient(adapter, self._transport, self._media)
+            client = self._clients[provider] = ProviderClient(
+                adapter, self._transport, self._media, secrets=self._server_keys
+            )
         return client
 
     def provider_key(self, route: Route, headers: Mapping[str, str], principal: Principal | None = None) -> str:

@@ -1,7 +1,9 @@
 """Talking to one provider: timeouts, retries before the first byte, streams, and error conversion.
 
 The bytes go through an `UpstreamTransport` (transport.py); its failures, and the provider's error answers,
-are converted into the protocol's error tree here and nowhere else.
+are converted into the protocol's error tree here and nowhere else — and every error that leaves (raised, or
+ending a stream) has the known secrets (the request's provider key, every server-held key) replaced by `***`
+in its message and `provider_body`, since a provider or a proxy in front of it may echo request headers.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from secrets import token_hex
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic_core import from_json, to_json
@@ -28,7 +32,7 @@ from ..protocol import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from .base import ProviderAdapter, UpstreamRequest
+from .base import ProviderAdapter, StreamDecoder, UpstreamRequest
 from .media import MediaFetcher
 from .sse import SSEDecoder
 from .transport import (
@@ -47,6 +51,11 @@ from .transport import (
 log = logging.getLogger("unimodel.upstream")
 
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+REDACTED = "***"
+_TEXT_BODY_CHARS = 500  # of an error body that is not JSON, kept in the error
+_LIFT_CHARS = 64 * 1024  # strings this long (inline images) are encoded one by one, see encode_taking_strings
+# Shorter strings are no provider's key; replacing them everywhere would garble messages for nothing.
+MIN_SECRET_LENGTH = 8
 
 
 class _Retryable(Exception):
@@ -65,7 +74,8 @@ class ProviderClient:
     the adapter sees image URLs as they are — a client never does network I/O it was not handed.
 
     `transport` replaces the production HTTP stack (aiohttp) with any httpx transport — tests pass
-    `httpx.MockTransport` or an ASGI app.
+    `httpx.MockTransport` or an ASGI app. `secrets` are keys never to show in an error besides the request's
+    own key and this provider's server-held key (the gateway passes every server-held key).
     """
 
     def __init__(
@@ -73,11 +83,14 @@ class ProviderClient:
         adapter: ProviderAdapter,
         transport: httpx.AsyncBaseTransport | None = None,
         media: MediaFetcher | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.adapter = adapter
         self._media = media
         cfg = adapter.config
         self._cfg = cfg
+        own = cfg.api_key.get_secret_value() if cfg.api_key is not None else ""
+        self._secrets = (own, *secrets)
         limits = Limits(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.max_connections)
         self._http: UpstreamTransport = (
             AiohttpTransport(limits) if transport is None else HttpxTransport(limits, transport)
@@ -87,9 +100,52 @@ class ProviderClient:
         await self._http.aclose()
 
     async def complete(self, request: ChatRequest, api_key: str) -> ChatResult:
-        request = await self._inline_media(request)
+        try:
+            return await self._complete(request, api_key)
+        except UnimodelError as exc:
+            self._redact(exc, api_key)
+            raise
+
+    async def stream(self, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
+        """Open the upstream stream (errors before the first byte raise here) and return its events."""
+        try:
+            decoder = self.adapter.stream_decoder(request)
+            response = await self._post(request, api_key)
+        except UnimodelError as exc:
+            self._redact(exc, api_key)
+            raise
+        return self._events(decoder, response, api_key)
+
+    async def _post(self, request: ChatRequest, api_key: str) -> UpstreamResponse:
+        """Send the request; for a provider that takes only inline images, fetch its image URLs first.
+
+        The fetched images count against `[media] max_inflight_bytes` until the request has gone (its answer
+        started, or it failed), and live in one place at a time: the request until it is encoded, then the body.
+        """
+        if self._media is None or not self.adapter.info.inline_images:
+            return await self._send(*self._encode(request, api_key))
+        with self._media.hold() as hold:
+            request = await self._media.inline_images(request, keep=self.adapter.reads_url, hold=hold)
+            upstream = self.adapter.build_request(request, api_key)
+            del request  # the caller's request has the URLs: the fetched data now lives in `upstream` alone
+            headers = {"content-type": "application/json", **upstream.headers}
+            body = encode_taking_strings(upstream)
+            return await self._send(upstream.url, headers, body)
+
+    def _encode(self, request: ChatRequest, api_key: str) -> tuple[str, dict[str, str], bytes]:
         upstream = self.adapter.build_request(request, api_key)
-        response = await self._send(upstream)
+        headers = {"content-type": "application/json", **upstream.headers}
+        return upstream.url, headers, to_json(upstream.body)
+
+    def _redact(self, error: UnimodelError, api_key: str) -> UnimodelError:
+        """`error`, with every known secret in its message and provider body replaced (in place)."""
+        redact_error(error, secret_forms((api_key, *self._secrets)))
+        if isinstance(error.provider_body, str):  # a body that is not JSON: bounded once redacted, never before
+            error.provider_body = error.provider_body[:_TEXT_BODY_CHARS]
+        return error
+
+    async def _complete(self, request: ChatRequest, api_key: str) -> ChatResult:
+        response = await self._post(request, api_key)
         try:
             raw = await response.read()
         except ReadTimedOut as exc:
@@ -115,21 +171,9 @@ class ProviderClient:
             result.finish_reason = "tool_calls"  # some providers say "stop" after a forced call
         return result
 
-    async def stream(self, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
-        """Open the upstream stream (errors before the first byte raise here) and return its events."""
-        request = await self._inline_media(request)
-        upstream = self.adapter.build_request(request, api_key)
-        response = await self._send(upstream)
-        return self._events(request, response)
-
-    async def _inline_media(self, request: ChatRequest) -> ChatRequest:
-        """The request with image URLs fetched into base64 data, for providers that take only inline images."""
-        if self._media is None or not self.adapter.info.inline_images:
-            return request
-        return await self._media.inline_images(request, keep=self.adapter.reads_url)
-
-    async def _events(self, request: ChatRequest, response: UpstreamResponse) -> AsyncGenerator[StreamEvent, None]:
-        decoder = self.adapter.stream_decoder(request)
+    async def _events(
+        self, decoder: StreamDecoder, response: UpstreamResponse, api_key: str
+    ) -> AsyncGenerator[StreamEvent, None]:
         finished = called = False
         name = self.adapter.name
         try:
@@ -144,15 +188,19 @@ class ProviderClient:
                             finished = True
                             if called and event.reason == "stop":  # some providers say "stop" after a forced call
                                 event = Finish("tool_calls", event.raw_reason)
-                        yield event
                         if isinstance(event, StreamError):
+                            self._redact(event.error, api_key)
+                            yield event
                             return
+                        yield event
                     if decoder.done():
                         break
                 if decoder.done():
                     break
             for event in decoder.close():
                 finished = finished or isinstance(event, Finish)
+                if isinstance(event, StreamError):
+                    self._redact(event.error, api_key)
                 yield event
             if not finished:
                 yield StreamError(
@@ -163,7 +211,7 @@ class ProviderClient:
         except TransportFailure as exc:
             yield StreamError(UpstreamProtocolError(f"Provider '{name}' stream broke off: {exc}.", provider=name))
         except UnimodelError as exc:
-            yield StreamError(exc)
+            yield StreamError(self._redact(exc, api_key))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             yield StreamError(
                 UpstreamProtocolError(
@@ -174,11 +222,9 @@ class ProviderClient:
         finally:
             await response.close()
 
-    async def _send(self, upstream: UpstreamRequest) -> UpstreamResponse:
-        body = to_json(upstream.body)
-        headers = {"content-type": "application/json", **upstream.headers}
+    async def _send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
         try:  # the first attempt stays off tenacity: most requests need no retry, and it costs per request
-            return await self._send_once(upstream.url, headers, body)
+            return await self._send_once(url, headers, body)
         except _Retryable as exc:
             if self._cfg.max_retries == 0:
                 raise exc.error from None
@@ -192,7 +238,7 @@ class ProviderClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send_once(upstream.url, headers, body)
+                    return await self._send_once(url, headers, body)
         except _Retryable as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -286,8 +332,83 @@ async def _with_tail(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes | Non
     yield None
 
 
+def encode_taking_strings(upstream: UpstreamRequest) -> bytes:
+    """`upstream.body` as JSON, the body taken out of `upstream` (left empty), freeing each long string (image
+    data) as soon as it is encoded: the strings, pieces and result are never all held at once, as `to_json` of
+    the whole tree would (it also holds its buffer and the result: over twice the body besides the strings)."""
+    token = token_hex(8)
+    long: list[str | None] = []
+
+    def lift(value: Any) -> Any:  # a copy of the tree with each long string swapped for a numbered token
+        if isinstance(value, str) and len(value) >= _LIFT_CHARS:
+            long.append(value)
+            return f"{token}:{len(long) - 1}"
+        if isinstance(value, dict):
+            return {key: lift(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [lift(item) for item in value]
+        return value
+
+    skeleton = to_json(lift(upstream.body))
+    upstream.body = {}  # now only `long` holds the long strings
+    parts: list[bytes] = []
+    at = 0
+    for index in range(len(long)):
+        marker = f'"{token}:{index}"'.encode()
+        found = skeleton.index(marker, at)  # to_json keeps key and item order, so the tokens come in order
+        parts.append(skeleton[at:found])
+        parts.append(to_json(long[index]))
+        long[index] = None
+        at = found + len(marker)
+    parts.append(skeleton[at:])
+    return b"".join(parts)
+
+
 def _try_json(raw: bytes) -> Any:
     try:
         return from_json(raw) if raw else None
     except ValueError:
-        return raw.decode("utf-8", "replace")[:500]
+        # Cut to length only after redaction (ProviderClient._redact): a cut here could keep half a key.
+        return raw.decode("utf-8", "replace")
+
+
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """The secrets as they may appear in upstream text — as given, percent-encoded, JSON-escaped — longest
+    first, so that a key containing another is replaced whole."""
+    forms: set[str] = set()
+    for secret in secrets:
+        secret = secret.strip()
+        if len(secret) >= MIN_SECRET_LENGTH:
+            forms.update((secret, quote(secret, safe=""), to_json(secret).decode()[1:-1]))
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact_text(text: str, forms: list[str]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def redact_value(value: Any, forms: list[str]) -> Any:
+    """A JSON-like value with the secrets replaced in every string, keys of objects included."""
+    if isinstance(value, str):
+        return redact_text(value, forms)
+    if isinstance(value, dict):
+        return {redact_value(k, forms): redact_value(v, forms) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, forms) for v in value]
+    return value
+
+
+def redact_error(error: UnimodelError, forms: list[str]) -> None:
+    """Replace the secrets in what an error shows: its message, param and provider body (in place)."""
+    if not forms:
+        return
+    message = redact_text(error.message, forms)
+    if message != error.message:
+        error.message = message
+        error.args = (message,)
+    if error.param is not None:
+        error.param = redact_text(error.param, forms)
+    error.provider_body = redact_value(error.provider_body, forms)

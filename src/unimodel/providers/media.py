@@ -15,19 +15,28 @@ A caller's URL must not reach the server's own network (PROTOCOL.md, "Inputs fet
 `[media] allow_hosts` names addresses, CIDRs or host names fetched anyway, on any port; a metadata endpoint
 must be named exactly (a CIDR such as fd00::/8 does not open fd00:ec2::254). Every refusal is a 400 naming
 the image's position; URLs are echoed and logged as scheme, host and port only (query strings carry tokens).
+
+Fetched bytes count against `[media] max_inflight_bytes`, shared by every request of the process, from before
+the first byte is read until the caller lets go of the request's `MediaHold` (ProviderClient: once the provider
+has started answering; it keeps the body until then, to retry it). A request asks up front for all it may need
+(its images' cap, at most `max_total_bytes`), waits in line for it up to `inflight_wait_s` (then a 503
+`media_busy`), and gives back what its images turn out not to need as it learns their sizes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import ipaddress
 import logging
 import re
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import NoReturn
+from types import TracebackType
+from typing import NoReturn, Protocol
 
 import httpx
 
@@ -42,10 +51,22 @@ from ..protocol import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
+    UnimodelError,
 )
 from .content import sniff_image_mime
 
-__all__ = ["FAILED", "REFUSED", "AllowList", "MediaFetcher", "Resolver", "address_problem"]
+__all__ = [
+    "BUSY",
+    "FAILED",
+    "REFUSED",
+    "AllowList",
+    "InflightBytes",
+    "MediaBusy",
+    "MediaFetcher",
+    "MediaHold",
+    "Resolver",
+    "address_problem",
+]
 
 log = logging.getLogger("unimodel.media")
 
@@ -55,6 +76,8 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 REFUSED = "image_fetch_refused"  # the gateway's policy said no
 FAILED = "image_fetch_failed"  # the fetch was allowed but did not produce an image
+BUSY = "media_busy"  # no room under [media] max_inflight_bytes in time
+BUSY_RETRY_AFTER_S = 2.0  # room opens as earlier requests reach their provider, usually within seconds
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -179,17 +202,135 @@ class _Target:
         return host + (f":{self.url.port}" if self.url.port else "")
 
 
-class _Budget:
-    """Bytes the images of one request may still take together."""
+class MediaBusy(UnimodelError):
+    """No room under `[media] max_inflight_bytes` opened within `inflight_wait_s`."""
 
-    def __init__(self, limit: int) -> None:
+    status = 503
+    code = BUSY
+
+
+class Gauge(Protocol):
+    """What InflightBytes reports its level to (a prometheus_client Gauge)."""
+
+    def inc(self, amount: float = ...) -> None: ...
+
+    def dec(self, amount: float = ...) -> None: ...
+
+
+class InflightBytes:
+    """Fetched image bytes that the requests of this process hold together, kept under `capacity`.
+
+    Room is granted in arrival order: a large request at the head of the line is not overtaken by smaller ones
+    behind it, so none starves. Each request asks once for all it may need and never waits while holding room,
+    so requests cannot deadlock each other.
+    """
+
+    def __init__(self, capacity: int, gauge: Gauge | None = None) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0  # the most ever held at once (tests, diagnostics)
+        self.queued = 0  # requests that ever had to wait
+        self._line: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._gauge = gauge
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for _, future in self._line if not future.done())
+
+    async def acquire(self, size: int, wait_s: float) -> None:
+        """Take `size` bytes, waiting up to `wait_s` behind earlier requests; TimeoutError when none opened."""
+        if not 0 < size <= self.capacity:
+            raise ValueError(f"cannot hold {size} bytes under a cap of {self.capacity}")
+        if not self._line and self.used + size <= self.capacity:
+            self._take(size)
+            return
+        self.queued += 1
+        entry = (size, asyncio.get_running_loop().create_future())
+        self._line.append(entry)
+        try:
+            async with asyncio.timeout(wait_s):
+                await entry[1]
+        except BaseException:  # timed out or cancelled: leave the line, or give back what came as we left
+            if entry[1].done() and not entry[1].cancelled():
+                self.release(size)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._line.remove(entry)
+                self._grant()  # the head may have left: those behind it may fit now
+            raise
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        if self._gauge is not None:
+            self._gauge.dec(size)
+        self._grant()
+
+    def _take(self, size: int) -> None:
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        if self._gauge is not None:
+            self._gauge.inc(size)
+
+    def _grant(self) -> None:
+        while self._line:
+            size, future = self._line[0]
+            if future.done():  # its request was cancelled and has not yet left the line
+                self._line.popleft()
+                continue
+            if self.used + size > self.capacity:
+                return
+            self._line.popleft()
+            self._take(size)
+            future.set_result(None)
+
+
+class MediaHold:
+    """The room one request holds under `[media] max_inflight_bytes`; its `with` block gives all of it back,
+    however the request ends (answer, error, cancellation)."""
+
+    def __init__(self, gate: InflightBytes) -> None:
+        self._gate = gate
+        self.held = 0
+
+    async def reserve(self, size: int, wait_s: float) -> None:
+        if self.held:
+            raise RuntimeError("a request reserves once: waiting for more while holding some could deadlock")
+        await self._gate.acquire(size, wait_s)
+        self.held = size
+
+    def shrink_to(self, size: int) -> None:
+        if size < self.held:
+            self._gate.release(self.held - size)
+            self.held = size
+
+    def __enter__(self) -> MediaHold:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.shrink_to(0)
+
+
+class _Budget:
+    """Bytes the images of one request may still take together, and what each image may still need of the
+    room its request holds (`claims`: the size cap, then the declared length, then the real size)."""
+
+    def __init__(self, limit: int, hold: MediaHold | None = None, claims: dict[str, int] | None = None) -> None:
         self.limit = limit
         self.left = limit
+        self._hold = hold
+        self._claims = claims or {}
 
     def take(self, size: int, where: str) -> None:
         self.left -= size
         if self.left < 0:
             _fail(REFUSED, where, f"the images of this request together are larger than {_size(self.limit)}")
+
+    def expect(self, where: str, size: int) -> None:
+        """The image at `where` will take at most `size` bytes: give back the room it no longer needs."""
+        if self._hold is None or where not in self._claims:
+            return
+        self._claims[where] = min(self._claims[where], size)
+        self._hold.shrink_to(sum(self._claims.values()))
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -202,7 +343,8 @@ async def system_resolve(host: str, port: int) -> list[str]:
 class MediaFetcher:
     """Fetches image URLs safely and inlines them into requests; one instance serves every provider.
 
-    `transport` replaces httpx's network transport (tests); `resolver` replaces the system resolver.
+    `transport` replaces httpx's network transport (tests); `resolver` replaces the system resolver; `gauge`
+    follows the bytes held under `max_inflight_bytes` (`inflight`, shared by every request this fetcher serves).
     """
 
     def __init__(
@@ -211,24 +353,36 @@ class MediaFetcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver | None = None,
+        gauge: Gauge | None = None,
     ) -> None:
         self.config = config or MediaConfig()
         self.allow = AllowList(self.config.allow_hosts)
+        self.inflight = InflightBytes(self.config.max_inflight_bytes, gauge)
         self._transport = transport
         self._resolve = resolver or system_resolve
         self._http: httpx.AsyncClient | None = None
+
+    def hold(self) -> MediaHold:
+        """Room under `max_inflight_bytes` for one request, empty until `inline_images` reserves it."""
+        return MediaHold(self.inflight)
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
 
-    async def inline_images(self, request: ChatRequest, keep: Callable[[str], bool] | None = None) -> ChatRequest:
+    async def inline_images(
+        self, request: ChatRequest, keep: Callable[[str], bool] | None = None, hold: MediaHold | None = None
+    ) -> ChatRequest:
         """`request` with every http(s) image URL replaced by the fetched image as base64 data.
 
         Other URLs (data:, gs:// …), base64 images and the URLs `keep` accepts (those the provider reads
         itself) are left as they are. Raises InvalidRequest (400) naming the image's position, e.g.
-        `messages[2].content[1]`, when a URL is refused or its fetch fails.
+        `messages[2].content[1]`, when a URL is refused or its fetch fails, and MediaBusy (503) when no room
+        opened under `max_inflight_bytes` within `inflight_wait_s`.
+
+        The fetched bytes stay counted in `hold` until the caller leaves its `with` block (once the request has
+        been sent on); without one, they are counted only while they are fetched.
         """
         wanted: dict[str, str] = {}  # url → where it first appears
         for where, part in _images(request):
@@ -244,7 +398,22 @@ class MediaFetcher:
                 code=REFUSED,
                 param="messages",
             )
-        fetched = await self._fetch_all(wanted)
+        if hold is None:
+            with self.hold() as own:
+                return await self.inline_images(request, keep, own)
+        # A request's images never take more than the cap: it could never get that much room.
+        limit = min(self.config.max_total_bytes, self.inflight.capacity)
+        try:
+            await hold.reserve(min(limit, len(wanted) * self.config.max_bytes), self.config.inflight_wait_s)
+        except TimeoutError:
+            raise MediaBusy(
+                f"unimodel already holds as many fetched image bytes as it may at once ([media] max_inflight_bytes, "
+                f"{_size(self.inflight.capacity)}) and no room opened within {self.config.inflight_wait_s:g} s. "
+                "Retry shortly, or send the images as base64.",
+                retry_after=BUSY_RETRY_AFTER_S,
+            ) from None
+        budget = _Budget(limit, hold, {where: self.config.max_bytes for where in wanted.values()})
+        fetched = await self._fetch_all(wanted, budget)
         return dataclasses.replace(request, messages=tuple(_swap_message(m, fetched) for m in request.messages))
 
     async def fetch(self, url: str, where: str = "image", budget: _Budget | None = None) -> ImagePart:
@@ -256,9 +425,8 @@ class MediaFetcher:
         except (TimeoutError, httpx.TimeoutException):
             _fail(FAILED, where, f"fetching the image URL timed out after {self.config.timeout_s:g} s")
 
-    async def _fetch_all(self, wanted: dict[str, str]) -> dict[str, ImagePart]:
+    async def _fetch_all(self, wanted: dict[str, str], budget: _Budget) -> dict[str, ImagePart]:
         limit = asyncio.Semaphore(self.config.max_concurrency)
-        budget = _Budget(self.config.max_total_bytes)
 
         async def one(url: str, where: str) -> ImagePart:
             async with limit:
@@ -380,25 +548,34 @@ class MediaFetcher:
                 _fail(FAILED, where, f"the connection to {target.origin} failed ({type(exc).__name__})")
         _fail(FAILED, where, f"could not connect to {target.origin}")
 
-    async def _read(self, response: httpx.Response, where: str, budget: _Budget) -> bytes:
+    async def _read(self, response: httpx.Response, where: str, budget: _Budget) -> bytearray:
+        """The body in one buffer (sized up front when declared): no list of chunks joined into a second copy."""
         cap = self.config.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            _fail(REFUSED, where, f"the image is larger than {_size(cap)}")
-        chunks: list[bytes] = []
+        header = response.headers.get("content-length", "")
+        declared = int(header) if header.isdigit() else None
+        if declared is not None:
+            if declared > cap:
+                _fail(REFUSED, where, f"the image is larger than {_size(cap)}")
+            budget.expect(where, declared)
+        body = bytearray(declared or 0)
         size = 0
         try:
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
+                end = size + len(chunk)
+                if end > cap:
                     _fail(REFUSED, where, f"the image is larger than {_size(cap)}")
+                if declared is not None and end > declared:
+                    _fail(FAILED, where, "the image host sent more bytes than its Content-Length said")
                 budget.take(len(chunk), where)
-                chunks.append(chunk)
+                body[size:end] = chunk
+                size = end
         except httpx.TimeoutException:
             raise
         except httpx.TransportError as exc:
             _fail(FAILED, where, f"the image download broke off ({type(exc).__name__})")
-        return b"".join(chunks)
+        del body[size:]  # a declared length the body fell short of (httpx normally refuses that itself)
+        budget.expect(where, size)
+        return body
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -414,10 +591,13 @@ class MediaFetcher:
         return self._http
 
 
-def _image_part(body: bytes, content_type: str, where: str, origin: str) -> ImagePart:
+def _image_part(body: bytearray, content_type: str, where: str, origin: str) -> ImagePart:
     if not body:
         _fail(FAILED, where, f"{origin} answered the image URL with an empty body")
-    data = base64.b64encode(body).decode("ascii")
+    encoded = base64.b64encode(body)
+    body.clear()  # the raw bytes go before the text copy is made: at most two of the three forms at once
+    data = encoded.decode("ascii")
+    del encoded
     mime = content_type.partition(";")[0].strip().lower()
     if not mime.startswith("image/"):
         sniffed = sniff_image_mime(data)
