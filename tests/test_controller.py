@@ -688,3 +688,30 @@ async def test_a_failing_policy_keeps_the_instances_as_they_are(
     await deployment.tick()
     assert deployment.instances_by_state()["ready"] == 1
     assert "the autoscaling policy failed" in caplog.text
+
+
+async def test_an_instance_failing_its_health_checks_is_killed_and_its_queue_goes_to_a_replacement(
+    memory: MemoryFactory,
+) -> None:
+    deployment, backend = await memory(
+        model("m", instance_concurrency=1), health_interval_s=0.05, health_timeout_s=5, health_failures=3
+    )
+    held = await deployment.acquire()
+    waiting = asyncio.create_task(deployment.acquire())
+    await eventually(lambda: deployment.queue_depth == 1, what="the second request queueing")
+    await asyncio.sleep(0.3)  # several passed checks: a busy instance that answers them is left alone
+    assert deployment.metrics()["unresponsive"] == 0 and not held.failed
+
+    backend.healthy.discard(held.instance_id)  # its /health stops answering 200
+    await eventually(lambda: deployment.metrics()["unresponsive"] == 1, what="the instance being found unresponsive")
+
+    assert backend.stopped == [held.instance_id]  # killed at once, its request still held
+    assert held.failed
+    error = held.failure()
+    assert (error.status, error.code) == (502, "instance_failed")
+    assert "stopped answering its health checks" in error.message
+    replacement = await asyncio.wait_for(waiting, 10)
+    assert replacement.instance_id != held.instance_id
+    assert deployment.metrics()["crashes"] == 0 and deployment.metrics()["instances_started"] == 2
+    held.release()
+    replacement.release()

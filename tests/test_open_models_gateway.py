@@ -199,9 +199,7 @@ def test_an_instance_killed_mid_stream_ends_the_stream_and_the_next_request_succ
         assert time.monotonic() - started < 10  # ended, not hung
         assert not any("[DONE]" in line for line in rest)
         assert any('"error"' in line for line in rest)
-        ok = httpx.post(
-            live.url + f"/models/v2/{CHAT}", json={"input": "again"}, timeout=30
-        )
+        ok = httpx.post(live.url + f"/models/v2/{CHAT}", json={"input": "again"}, timeout=30)
         assert ok.status_code == 200, ok.text
     finally:
         live.stop(timeout_s=20)

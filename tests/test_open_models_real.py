@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 
 from unimodel.config import Settings
 from unimodel.gateway import create_app
-from unimodel.runtime.bundled import MINILM_ID, SMOLLM2_ID, smollm2_gguf
+from unimodel.runtime.bundled import MINILM_ID, SMOLLM2_ID, all_minilm_dir, smollm2_gguf
 
 from .fakes.server import LiveServer
 
@@ -145,3 +147,73 @@ def test_a_missing_model_file_is_a_503_naming_it_and_the_server_stays_healthy(ga
     assert "/nonexistent/model.gguf" in r.json()["error"]
     assert httpx.get(gateway.url + "/healthz").status_code == 200
     assert httpx.get(gateway.url + "/models/v2/local/missing").json()["output"]["status"] == "failed"
+
+
+def test_busy_real_instances_pass_tight_health_checks(tmp_path: Path) -> None:
+    """SmolLM2 (llama.cpp, both cores) generating and all-MiniLM (transformers) embedding at the same time, while
+    the controller checks their /health every 0.1 s with a 2 s limit (the defaults: every 5 s, 5 s, 3 in a row) and
+    this test times /health itself: the workers answer it from their own threads, so neither is taken for hung."""
+    gguf, minilm = smollm2_gguf(), all_minilm_dir()
+    assert gguf is not None and minilm is not None
+    settings = Settings(
+        models=[
+            {
+                "id": SMOLLM2_ID,
+                "task": "chat",
+                "runtime": "llama.cpp",
+                "path": str(gguf),
+                "engine_args": {"n_threads": 2, "n_ctx": 1024},
+            },
+            {"id": MINILM_ID, "task": "feature-extraction", "runtime": "transformers", "path": str(minilm)},
+        ],
+        runtime={
+            "default_models": False,
+            "log_dir": str(tmp_path),
+            "health_interval_s": 0.1,
+            "health_timeout_s": 2.0,
+            "health_failures": 2,
+        },
+    )
+    live = LiveServer(create_app(settings)).start()
+    try:
+        story = {"input": "Write a long story about a lighthouse keeper.", "params": {"max_new_tokens": 200}}
+        sentences = [f"Sentence number {i} is about the sea, the wind and the light." for i in range(400)]
+        warm = [
+            httpx.post(
+                live.url + f"/models/v2/{SMOLLM2_ID}",
+                json={"input": "Hi", "params": {"max_new_tokens": 2}},
+                timeout=120,
+            ),
+            httpx.post(live.url + "/v1/embeddings", json={"model": MINILM_ID, "input": "warm"}, timeout=120),
+        ]
+        assert [r.status_code for r in warm] == [200, 200], [r.text for r in warm]
+        open_models = live.app.state.gateway.open
+        addresses = {m: open_models.deployment(m).replicas()[0].instance.address for m in (SMOLLM2_ID, MINILM_ID)}
+        slowest = dict.fromkeys(addresses, 0.0)
+        done = threading.Event()
+
+        def time_health() -> None:
+            while not done.is_set():
+                for model_id, address in addresses.items():
+                    started = time.monotonic()
+                    assert httpx.get(address + "/health", timeout=30).status_code == 200
+                    slowest[model_id] = max(slowest[model_id], time.monotonic() - started)
+                time.sleep(0.05)
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            timing = pool.submit(time_health)
+            generated = pool.submit(httpx.post, live.url + f"/models/v2/{SMOLLM2_ID}", json=story, timeout=300)
+            embedded = pool.submit(
+                httpx.post, live.url + "/v1/embeddings", json={"model": MINILM_ID, "input": sentences}, timeout=300
+            )
+            answers = [generated.result(), embedded.result()]
+            done.set()
+            timing.result()
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        assert len(answers[1].json()["data"]) == 400
+        for model_id in addresses:
+            metrics = open_models.deployment(model_id).metrics()
+            assert metrics["unresponsive"] == 0 and metrics["crashes"] == 0 and metrics["instances_started"] == 1
+        print(f"\nslowest /health while busy: {', '.join(f'{m} {s * 1000:.0f} ms' for m, s in slowest.items())}")
+    finally:
+        live.stop(timeout_s=30)

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import httpx
 from .config import Settings, load_settings
 from .gateway.logs import configure_logging
 from .gateway.platform import StartupRefused, auth_mode
+from .runtime.lifeline import LIFELINE_FD_ENV, open_lifeline, watch_parent
 from .store import Store
 
 log = logging.getLogger("unimodel.server")
@@ -38,6 +40,7 @@ log = logging.getLogger("unimodel.server")
 _RUNTIME_URL = "UNIMODEL_RUNTIME_URL"
 _INTERNAL_TOKEN = "UNIMODEL_INTERNAL_TOKEN"
 _RUNTIME_START_S = 60.0
+_ORPHAN_EXIT_S = 30.0  # an orphaned runtime process's longest orderly shutdown
 
 
 def prepare(settings: Settings) -> None:
@@ -124,13 +127,15 @@ def run(settings: Settings, config_path: str | None) -> None:
 
 
 class RuntimeProcess:
-    """The one process that runs the open models; restarted if it dies while the server runs."""
+    """The one process that runs the open models; restarted if it dies while the server runs. It holds a lifeline
+    to this process (runtime/lifeline.py), so it stops, and its instances with it, when this process is killed."""
 
     def __init__(self) -> None:
         self.token = secrets.token_urlsafe(32)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None  # the write end; the process's end of the line reads EOF when it closes
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -138,9 +143,18 @@ class RuntimeProcess:
         threading.Thread(target=self._watch, name="unimodel-runtime-watch", daemon=True).start()
 
     def _spawn(self) -> None:
-        env = {**os.environ, _INTERNAL_TOKEN: self.token}
+        read_end, write_end = open_lifeline()
+        env = {**os.environ, _INTERNAL_TOKEN: self.token, LIFELINE_FD_ENV: str(read_end)}
         command = [sys.executable, "-m", "unimodel", "runtime-process", "--port", str(self.port)]
-        self._process = process = subprocess.Popen(command, env=env)
+        try:
+            process = subprocess.Popen(command, env=env, pass_fds=(read_end,))
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._cut_lifeline()  # the previous process's, if this is a restart
+        self._process, self._lifeline = process, write_end
         deadline = time.monotonic() + _RUNTIME_START_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -167,6 +181,7 @@ class RuntimeProcess:
         self._stopping.set()
         process = self._process
         if process is None or process.poll() is not None:
+            self._cut_lifeline()
             return
         process.terminate()
         try:
@@ -174,6 +189,13 @@ class RuntimeProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        finally:
+            self._cut_lifeline()
+
+    def _cut_lifeline(self) -> None:
+        fd, self._lifeline = self._lifeline, None
+        if fd is not None:
+            os.close(fd)
 
 
 def run_runtime_process(port: int) -> None:
@@ -184,19 +206,32 @@ def run_runtime_process(port: int) -> None:
 
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
+    watch_parent(_serve_process_gone)
     token = os.environ.pop(_INTERNAL_TOKEN)
     app = create_app(settings, store=Store.open(settings.store, migrate=False), internal_token=token)
     _tune_gc()
     uvicorn.run(app, host="127.0.0.1", port=port, **_uvicorn_options(settings))
 
 
+def _serve_process_gone() -> None:
+    """The `serve` process is gone (killed): shut down as on SIGTERM (instances stopped, usage flushed), and
+    exit regardless after `_ORPHAN_EXIT_S` (the instances' own lifelines then stop them)."""
+    log.error("the serve process that started this runtime process is gone; shutting down")
+    backstop = threading.Timer(_ORPHAN_EXIT_S, os._exit, args=(1,))
+    backstop.daemon = True  # an orderly shutdown that finishes in time exits without waiting for it
+    backstop.start()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def gateway_worker_app() -> Any:
     """uvicorn's factory for each gateway process of `--workers N` (it imports this in a fresh interpreter)."""
     from .gateway import create_app
+    from .gateway.http_limits import LimitedHttpToolsProtocol
     from .gateway.runtime_link import RuntimeLink
 
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
+    LimitedHttpToolsProtocol.configure(settings.server)
     link = RuntimeLink(os.environ[_RUNTIME_URL], os.environ[_INTERNAL_TOKEN])
     app = create_app(settings, store=Store.open(settings.store, migrate=False), runtime=link)
     _tune_gc()
@@ -208,5 +243,3 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-    from .gateway.http_limits import LimitedHttpToolsProtocol
-    LimitedHttpToolsProtocol.configure(settings.server)

@@ -9,7 +9,8 @@ Its behaviour comes from its own flags or from the same names given as `--engine
 - `load_s`: `GET /health` answers 503 `{"status": "loading"}` for this long, then 200 `{"status": "ready"}`.
 - `fail_load`: after `load_s`, print a reason on stderr and exit 1 (a missing model file).
 - `never_ready`: `/health` answers 503 for ever.
-- `delay_s`: how long each request takes (a request's `fake_delay_s` field overrides it). Chat with
+- `delay_s`: how long each request takes (a request's `fake_delay_s` field overrides it, and so does
+  `[fake_delay_s=N]` in the last message's text, which passes through the gateway's chat surfaces). Chat with
   `"stream": true` answers SSE chunks spread over that time (a usage chunk with `stream_options.include_usage`),
   ending `data: [DONE]`. `/v1/chat/completions`, `/v1/completions` and `/v1/run` echo the input text;
   `/v1/embeddings` answers small made-up vectors.
@@ -17,7 +18,10 @@ Its behaviour comes from its own flags or from the same names given as `--engine
 - `ignore_sigterm`: keep running on SIGTERM (to test the SIGKILL after the grace period).
 
 Answers say which instance served them (`instance`: the port, `pid`), and `GET /stats` reports
-`{"served", "in_flight", "max_in_flight", "pid"}`. Standard library only, so it starts fast.
+`{"served", "in_flight", "max_in_flight", "health_checks", "pid"}`; its first line on stderr names its port and pid. Like the
+real worker it honours a lifeline (`UNIMODEL_LIFELINE_FD`), with the real worker's code
+(unimodel/runtime/lifeline.py): when the process that started it is gone, it kills its process group. Standard
+library only besides that module, so it starts fast.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -74,6 +79,7 @@ class Worker:
         self.served = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.health_checks = 0  # GET /health answered
 
     def ready(self) -> bool:
         return not self.args.never_ready and time.monotonic() - self.started >= self.args.load_s
@@ -185,6 +191,8 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/health":
+                with worker.lock:
+                    worker.health_checks += 1
                 if worker.ready():
                     self.send_json(200, {"status": "ready"})
                 else:
@@ -195,6 +203,7 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                         "served": worker.served,
                         "in_flight": worker.in_flight,
                         "max_in_flight": worker.max_in_flight,
+                        "health_checks": worker.health_checks,
                         "pid": os.getpid(),
                     }
                 self.send_json(200, stats)
@@ -215,6 +224,8 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                 self.send_json(503, {"error": {"message": "model is loading", "code": "loading"}})
                 return
             delay = float(body.get("fake_delay_s", args.delay_s))
+            if asked := re.search(r"\[fake_delay_s=([0-9.]+)\]", last_text(body)):
+                delay = float(asked.group(1))
             worker.begin()
             try:
                 if body.get("stream") and self.path == "/v1/chat/completions":
@@ -254,7 +265,10 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from unimodel.runtime.lifeline import end_process_group, watch_parent
+
     args = parse_args(argv)
+    watch_parent(lambda: end_process_group("fake worker: the process that started it is gone"))
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     worker = Worker(args)
@@ -269,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
             os._exit(1)
 
         threading.Thread(target=fail, daemon=True).start()
-    print(f"fake worker for {args.model_id} on port {args.port}", file=sys.stderr, flush=True)
+    print(f"fake worker for {args.model_id} on port {args.port}, pid {os.getpid()}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

@@ -13,7 +13,11 @@ controller need not wait for its next poll; a process that says nothing is found
 subprocess in its own process group, on a free loopback port, with stdout and stderr in one log file per
 instance. The command line is injectable (`command_for`) so tests can launch a fake worker instead. Each
 process inherits the write end of a pipe, named by `UNIMODEL_READY_FD`; the worker writes `ready` there once it
-serves (worker/state.py).
+serves (worker/state.py). It also inherits the read end of a lifeline (`UNIMODEL_LIFELINE_FD`, lifeline.py)
+whose write end only this process holds: when this process ends, however it ends, the instance kills its
+process group and exits. Each instance is recorded in `state_dir` (leftovers.py) so that the next start stops
+one that outlived a killed gateway all the same (`stop_leftovers`). Instances start with an environment
+allow-list, never the gateway's secrets (instance_env.py).
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import OpenModelConfig, RuntimeConfig
+from .instance_env import instance_environment
+from .leftovers import InstanceRecords
+from .lifeline import LIFELINE_FD_ENV, open_lifeline
 
 __all__ = ["Backend", "CommandFor", "Instance", "LocalBackend", "worker_command"]
 
@@ -70,6 +77,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def stop(self, instance: Instance, grace_s: float = 10.0) -> None:
         """Ask the instance to stop, kill it after `grace_s`, and return once it has exited. Idempotent."""
+
+    async def kill(self, instance: Instance) -> None:
+        """Kill the instance now (a stopped or hung process ignores a polite request) and return once it has
+        exited. Idempotent."""
+        await self.stop(instance, grace_s=0.0)
+
+    async def stop_leftovers(self) -> None:
+        """Stop instances a previous run of the gateway left running (it was killed); called once at start-up."""
+        return None
 
     @abc.abstractmethod
     def log_tail(self, instance: Instance, lines: int = 20) -> str:
@@ -115,15 +131,20 @@ class LocalBackend(Backend):
         command_for: CommandFor = worker_command,
         *,
         host: str = "127.0.0.1",
-        env: dict[str, str] | None = None,
+        state_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`state_dir`: where running instances are recorded (None: not recorded). `environ`: the environment
+        the instances' allow-list draws from (the process's by default)."""
         self._runtime = runtime
         self._command_for = command_for
         self._host = host
-        self._env = env
+        self._environ = environ
+        self._records = InstanceRecords(state_dir) if state_dir is not None else None
         self._log_dir: Path | None = Path(runtime.log_dir) if runtime.log_dir else None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._lifelines: dict[str, int] = {}  # instance id → the write end of its lifeline
 
     @property
     def log_dir(self) -> Path:
@@ -139,7 +160,10 @@ class LocalBackend(Backend):
         log.debug("instance %s: %s", instance_id, " ".join(argv))
         out = await asyncio.to_thread(open, log_path, "ab")
         ready_r, ready_w = os.pipe()  # the process writes "ready" to ready_w once it serves
-        env = {**os.environ, **(self._env or {}), "PYTHONUNBUFFERED": "1", READY_FD_ENV: str(ready_w)}
+        life_r, life_w = open_lifeline()  # the process dies when life_w closes: with this process at the latest
+        environ = os.environ if self._environ is None else self._environ
+        env = instance_environment(environ, self._runtime.pass_env, spec.env)
+        env |= {"PYTHONUNBUFFERED": "1", READY_FD_ENV: str(ready_w), LIFELINE_FD_ENV: str(life_r)}
         try:
             with out:  # the child has its own copy of the descriptor
                 proc = await asyncio.create_subprocess_exec(
@@ -149,18 +173,23 @@ class LocalBackend(Backend):
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stop() reaches the engine's children too
                     env=env,
-                    pass_fds=(ready_w,),
+                    pass_fds=(ready_w, life_r),
                 )
         except BaseException:
             os.close(ready_r)
+            os.close(life_w)
             raise
         finally:
             os.close(ready_w)
+            os.close(life_r)
         instance = Instance(
             id=instance_id, model_id=spec.id, address=f"http://{self._host}:{port}", pid=proc.pid, log_path=log_path
         )
         self._listen_for_ready(instance, ready_r)
         self._procs[instance_id] = proc
+        self._lifelines[instance_id] = life_w
+        if self._records is not None:
+            self._records.add(instance_id, spec.id, proc.pid)
         self._watchers[instance_id] = asyncio.create_task(self._watch(instance, proc), name=f"watch:{instance_id}")
         log.info("instance %s of %s started: pid %d on %s, log %s", instance_id, spec.id, proc.pid, port, log_path)
         return instance
@@ -197,6 +226,11 @@ class LocalBackend(Backend):
             instance.exited.set()
             self._procs.pop(instance.id, None)
             self._watchers.pop(instance.id, None)
+            life_w = self._lifelines.pop(instance.id, None)
+            if life_w is not None:
+                os.close(life_w)
+            if self._records is not None:
+                self._records.remove(instance.id)
 
     async def stop(self, instance: Instance, grace_s: float = 10.0) -> None:
         proc = self._procs.get(instance.id)
@@ -209,6 +243,17 @@ class LocalBackend(Backend):
             log.warning("instance %s did not stop within %.1f s of SIGTERM; killing it", instance.id, grace_s)
             _signal_group(proc.pid, signal.SIGKILL)
             await instance.exited.wait()
+
+    async def kill(self, instance: Instance) -> None:
+        proc = self._procs.get(instance.id)
+        if proc is None or instance.exited.is_set():
+            return
+        _signal_group(proc.pid, signal.SIGKILL)  # a stopped process dies of SIGKILL too
+        await instance.exited.wait()
+
+    async def stop_leftovers(self) -> None:
+        if self._records is not None and self._records.enabled:
+            await asyncio.to_thread(self._records.sweep)
 
     def running(self) -> list[str]:
         """The ids of the instances whose process has not exited yet."""

@@ -8,7 +8,9 @@
     await controller.aclose()                             # stops every instance
 
 An instance goes starting → ready (its `/health` answers 200) → draining → stopped, or → failed when its
-process exits or it is not ready within `start_timeout_s`. A ready instance takes at most
+process exits, it is not ready within `start_timeout_s`, or, ready or draining, it fails `health_failures`
+health checks in a row (health.py): then it leaves the router at once and is killed, its requests fail as
+for a crash, and the scaling path replaces it. A ready instance takes at most
 `instance_concurrency` requests; the router picks the least loaded. Requests that find no free slot wait in
 arrival order; the first of them starts an instance at once when the model has none ready or starting.
 Scale-down drains: the instance leaves the router first and is stopped when its last request is done (or after
@@ -37,6 +39,7 @@ import httpx
 from ..config import OpenModelConfig, RuntimeConfig, Settings
 from ..protocol.errors import InvalidRequest
 from .backend import Backend, Instance
+from .health import HealthChecker, watch_health
 from .lease import (
     InstanceFailed,
     InstanceStartFailed,
@@ -129,6 +132,7 @@ class Deployment:
         self.instances_started = 0
         self.start_failures = 0
         self.crashes = 0  # ready or draining instances whose process died unasked
+        self.unresponsive = 0  # ready or draining instances killed for failing their health checks
         self.queue_full = 0
         self.queue_timeouts = 0
         self.last_start_s: float | None = None  # launch to ready, the most recent start
@@ -300,14 +304,13 @@ class Deployment:
                         wait.cancel()
             announced = announced or instance.announced.is_set()
 
-    async def _healthy(self, url: str) -> bool:
+    def _checker(self) -> HealthChecker:
         if self._http is None:
             self._http = httpx.AsyncClient(trust_env=False)
-        try:
-            response = await self._http.get(url, timeout=HEALTH_TIMEOUT_S)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return HealthChecker.from_runtime(self._http, self._runtime)
+
+    async def _healthy(self, url: str) -> bool:
+        return await self._checker().probe(url, HEALTH_TIMEOUT_S) is None
 
     def _became_ready(self, replica: Replica) -> None:
         replica.state = InstanceState.READY
@@ -317,7 +320,43 @@ class Deployment:
         self._backoff_until = None
         self._last_failure = None
         log.info("model %s: instance %s ready after %.2f s", self.spec.id, replica.id, self.last_start_s)
+        assert replica.instance is not None
+        checked = (InstanceState.READY, InstanceState.DRAINING)
+        self._spawn(
+            watch_health(
+                replica.instance,
+                self._checker(),
+                lambda: replica.state in checked and not self._closed,
+                lambda why: self._unresponsive(replica, why),
+            ),
+            f"health:{replica.id}",
+        )
         self._dispatch()
+
+    def _unresponsive(self, replica: Replica, why: str) -> None:
+        """A ready or draining instance stopped answering: out of the router now, killed (its requests fail as
+        for a crash), and replaced as after a crash."""
+        if replica.state not in (InstanceState.READY, InstanceState.DRAINING) or replica.instance is None:
+            return
+        was = replica.state
+        replica.state = InstanceState.FAILED
+        replica.failure = "stopped answering its health checks and was replaced"
+        self._forget(replica)
+        self.unresponsive += 1
+        log.error(
+            "model %s: %s instance %s (pid %s) is unresponsive (%s); killing it with %d requests in flight\n"
+            "--- last lines of its log ---\n%s",
+            self.spec.id,
+            was.value,
+            replica.id,
+            replica.instance.pid,
+            why,
+            replica.in_flight,
+            self._tail(replica) or "(empty)",
+        )
+        self._spawn(self._backend.kill(replica.instance), f"kill:{replica.id}")
+        if self._waiters:
+            self._ensure_capacity()
 
     def _start_timed_out(self, replica: Replica) -> None:
         self._start_failed(
@@ -619,6 +658,7 @@ class Deployment:
             "instances_started": self.instances_started,
             "start_failures": self.start_failures,
             "crashes": self.crashes,
+            "unresponsive": self.unresponsive,
             "queue_full": self.queue_full,
             "queue_timeouts": self.queue_timeouts,
             "inferences": self.inferences,
@@ -682,8 +722,12 @@ class Controller:
         return True
 
     async def start(self) -> None:
-        """Start the tick loop (every `runtime.tick_s`)."""
+        """Stop what a killed predecessor left running, then start the tick loop (every `runtime.tick_s`)."""
         if self._task is None:
+            try:
+                await self.backend.stop_leftovers()
+            except Exception:  # a start-up chore: never a reason not to serve
+                log.exception("stopping instances left by a previous run failed")
             self._task = asyncio.create_task(self._loop(), name="unimodel-autoscaler")
 
     async def _loop(self) -> None:

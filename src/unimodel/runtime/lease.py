@@ -5,7 +5,7 @@ ModelUnavailable        503  model_unavailable      no instance can take the req
  ├── QueueTimeout       503  queue_timeout          no slot within `queue_timeout_s`
  ├── InstanceStartFailed 503 instance_start_failed  the instance could not start; the message says why
  └── ModelOff           503  model_off              the model is turned off or shutting down
-InstanceFailed          502  instance_failed        the instance died while serving the request
+InstanceFailed          502  instance_failed        the instance died, or stopped answering, while it had the request
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ class Replica:
     served: int = 0
     ready_at: float | None = None
     draining_since: float | None = None
+    failure: str | None = None  # why the controller failed it (unresponsive), for the requests it held
 
     @property
     def routable(self) -> bool:
-        return self.state is InstanceState.READY
+        return self.state is InstanceState.READY and not self.exited  # exited: its exit is being noticed
 
     @property
     def exited(self) -> bool:
@@ -86,12 +87,13 @@ class Replica:
 class Lease:
     """One request's slot on one ready instance. Release it (or leave the `lease()` block) when the answer is done.
 
-    When the HTTP call to `address` fails before any byte reached the client, the gateway may retry elsewhere:
+    When the connection to `address` could not even be opened (no byte of the request reached the instance),
+    the gateway may run the request elsewhere; once the instance had it, it may have run it, so it is not re-run:
 
-        except aiohttp.ClientError:
-            if not sent and await lease.instance_gone():   # the instance died: take a slot on another one
+        except ConnectFailed as exc:
+            if refused(exc) and await lease.instance_gone():  # the instance died: take a slot on another one
                 ...release, then `deployment.lease(retry=True)` (goes to the head of the queue)...
-            raise lease.failure()                          # 502 instance_failed, or end the stream
+            raise lease.failure()                             # 502 instance_failed, or end the stream
     """
 
     def __init__(self, deployment: Deployment, replica: Replica, granted_at: float, queued_s: float) -> None:
@@ -130,6 +132,11 @@ class Lease:
         if not self.failed:
             return InstanceFailed(
                 f"The instance serving model '{self.model_id}' dropped the connection before answering; retry the request."
+            )
+        if self._replica.failure is not None:
+            return InstanceFailed(
+                f"The instance serving model '{self.model_id}' {self._replica.failure} before the answer was "
+                "complete; retry the request."
             )
         code = self._instance.returncode
         how = f" (exit code {code})" if code is not None else ""

@@ -1,8 +1,10 @@
 """What the gateway calls for open models: the catalog of configured models, and requests run on instances.
 
 Each request leases a slot on a ready instance from the model's Deployment (controller.py), which starts,
-routes, scales and drains instances. A request whose connection to an instance failed before any answer
-(the instance died) is tried once more on another instance; after the first byte a failure ends the stream.
+routes, scales and drains instances. A request is run on another instance only when no byte of it reached the
+first one (the connection was refused: the instance had died) — then it cannot run twice. Once an instance
+has a request, its failure is the client's: a 502 `instance_failed`, or, after the first byte of a stream, an
+error event ending the stream. An instance that sends nothing for `[runtime] read_timeout_s` is a 504.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx
 from pydantic_core import from_json, to_json
 
 from ..config import OpenModelConfig, ProviderConfig, Settings
@@ -26,10 +31,18 @@ from ..protocol import (
     UnimodelError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from ..providers.sse import SSEDecoder
-from ..providers.transport import AiohttpTransport, ConnectFailed, Limits, TransportFailure, UpstreamResponse
+from ..providers.transport import (
+    AiohttpTransport,
+    ConnectFailed,
+    Limits,
+    ReadTimedOut,
+    TransportFailure,
+    UpstreamResponse,
+)
 from .backend import Backend, LocalBackend
 from .bundled import bundled_models
 from .controller import Controller, Deployment, Lease
@@ -40,7 +53,7 @@ log = logging.getLogger("unimodel.runtime")
 # Tasks whose instances speak OpenAI chat completions (the rest speak POST /v1/run).
 CHAT_TASKS = frozenset({"chat", "image-text-to-text", "audio-text-to-text", "video-text-to-text"})
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
-_ATTEMPTS = 2  # the first instance, and one other when the first died before answering
+_ATTEMPTS = 2  # the first instance, and one other when the first refused the connection (it had died)
 
 
 @dataclass(slots=True)
@@ -62,14 +75,20 @@ def default_models() -> list[OpenModelConfig]:
 
 class OpenModels:
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
-        self.controller = Controller(settings, backend or LocalBackend(settings.runtime))
+        if backend is None:
+            state_dir = Path(settings.store.data_dir).expanduser() / "instances"  # leftovers.py
+            backend = LocalBackend(settings.runtime, state_dir=state_dir)
+        self.controller = Controller(settings, backend)
         if settings.runtime.default_models:
             for spec in default_models():
                 if self.controller.get(spec.id) is None:
                     self.controller.add(spec)
         self.specs: dict[str, OpenModelConfig] = {m: d.spec for m, d in self.controller.deployments.items()}
         self._adapter = InstanceAdapter(ProviderConfig())
-        self._http = AiohttpTransport(Limits(connect_timeout_s=5.0, read_timeout_s=600.0, max_connections=1024))
+        self._read_timeout_s = settings.runtime.read_timeout_s
+        self._http = AiohttpTransport(
+            Limits(connect_timeout_s=5.0, read_timeout_s=self._read_timeout_s, max_connections=1024)
+        )
 
     def has(self, model_id: str) -> bool:
         return model_id in self.specs
@@ -89,7 +108,7 @@ class OpenModels:
     async def chat(self, model_id: str, request: ChatRequest, metered: Metered) -> ChatResult:
         body = self._chat_body(request)
         async with self._answer(model_id, "/v1/chat/completions", body, metered) as response:
-            raw = await _read(response, model_id)
+            raw = await self._read(response, model_id)
         result = self._adapter.parse_response(_json(raw, model_id))
         result.raw = None  # an open model has no provider answer to show
         return result
@@ -120,7 +139,9 @@ class OpenModels:
                     yield event
             for event in decoder.close():
                 yield event
-        except TransportFailure as exc:  # after the first byte: the stream can only end, with an error event
+        except ReadTimedOut:  # after the first byte: the stream can only end, with an error event
+            yield StreamError(self._timed_out(model_id))
+        except TransportFailure as exc:
             yield StreamError(
                 UpstreamProtocolError(f"The instance serving '{model_id}' broke off its stream ({exc}); retry.")
             )
@@ -135,7 +156,7 @@ class OpenModels:
     async def run(self, model_id: str, body: dict[str, Any], metered: Metered) -> Any:
         """A non-chat task: the v2 body goes to the instance's POST /v1/run; its `output` comes back."""
         async with self._answer(model_id, "/v1/run", to_json(body), metered) as response:
-            raw = await _read(response, model_id)
+            raw = await self._read(response, model_id)
         answer = _json(raw, model_id)
         if not isinstance(answer, dict) or "output" not in answer:
             raise UpstreamProtocolError(f"The instance of '{model_id}' answered without an output.")
@@ -144,7 +165,7 @@ class OpenModels:
     async def openai_passthrough(self, model_id: str, path: str, body: dict[str, Any], metered: Metered) -> bytes:
         """An OpenAI-style JSON request (completions, embeddings) forwarded as it is, `model` set to the id."""
         async with self._answer(model_id, path, to_json({**body, "model": model_id}), metered) as response:
-            return await _read(response, model_id)
+            return await self._read(response, model_id)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -166,11 +187,23 @@ class OpenModels:
                 try:
                     response = await self._http.send(lease.address + path, {"content-type": "application/json"}, body)
                 except ConnectFailed as exc:
-                    log.warning("instance %s of %s failed before answering: %s", lease.instance_id, model_id, exc)
-                    if attempt + 1 < _ATTEMPTS and await lease.instance_gone():
-                        retry = True  # nothing was sent to the client: take a slot on another instance
+                    refused = _refused(exc)
+                    log.warning(
+                        "instance %s of %s failed %s: %s",
+                        lease.instance_id,
+                        model_id,
+                        "before the request reached it" if refused else "before answering",
+                        exc,
+                    )
+                    gone = await lease.instance_gone()  # (waits a moment for the exit: the error then names it)
+                    if refused and gone and attempt + 1 < _ATTEMPTS:
+                        retry = True  # no byte reached it, so it ran nothing: take a slot on another instance
                         continue
                     raise lease.failure() from exc
+                except ReadTimedOut as exc:
+                    if lease.failed:
+                        raise lease.failure() from exc
+                    raise self._timed_out(model_id) from exc
                 except TransportFailure as exc:
                     if lease.failed:
                         raise lease.failure() from exc
@@ -179,23 +212,37 @@ class OpenModels:
                     ) from exc
                 stack.push_async_callback(response.close)
                 if response.status >= 400:
-                    raise _instance_error(model_id, response.status, await _read(response, model_id))
+                    raise _instance_error(model_id, response.status, await self._read(response, model_id))
                 yield response
                 return
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _read(self, response: UpstreamResponse, model_id: str) -> bytes:
+        try:
+            return await response.read()
+        except ReadTimedOut as exc:
+            raise self._timed_out(model_id) from exc
+        except TransportFailure as exc:
+            raise UpstreamUnavailable(
+                f"The instance serving '{model_id}' broke off its answer: {exc}.", code="instance_failed"
+            ) from exc
+
+    def _timed_out(self, model_id: str) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"The instance serving '{model_id}' sent nothing for {self._read_timeout_s:g} s "
+            "([runtime] read_timeout_s); retry, or raise the limit for long generations.",
+            code="instance_timeout",
+        )
+
+
+def _refused(exc: ConnectFailed) -> bool:
+    """The connection could not be opened (refused: the process is gone), so no byte of the request reached
+    the instance. Other connect-stage failures (reset, closed before the answer) come after it was sent."""
+    return isinstance(exc.__cause__, aiohttp.ClientConnectorError | httpx.ConnectError)
+
 
 def _add_time(metered: Metered, lease: Lease) -> None:
     metered.seconds += lease.elapsed_s
-
-
-async def _read(response: UpstreamResponse, model_id: str) -> bytes:
-    try:
-        return await response.read()
-    except TransportFailure as exc:
-        raise UpstreamUnavailable(
-            f"The instance serving '{model_id}' broke off its answer: {exc}.", code="instance_failed"
-        ) from exc
 
 
 def _json(raw: bytes, model_id: str) -> Any:

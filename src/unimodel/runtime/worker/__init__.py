@@ -13,6 +13,8 @@
 - Errors: `{"error": {"message", "code", "param", "type"}}` with a real status (errors.py lists the codes).
 - With `UNIMODEL_READY_FD=<fd>` in its environment (an inherited pipe's write end) it writes `ready\n` there
   once `/health` answers 200, then closes it (state.py); the local backend passes one so it need not poll.
+- With `UNIMODEL_LIFELINE_FD=<fd>` (an inherited pipe's read end) it kills its process group, itself included,
+  as soon as that pipe reaches EOF: the process that started it is gone (runtime/lifeline.py).
 - Exit status: 0 after SIGTERM or SIGINT (the requests being answered finish first), 1 when the port cannot
   be bound (at once, before loading), 2 for a bad command line, 3 when the model cannot load.
 """

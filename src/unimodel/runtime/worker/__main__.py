@@ -1,7 +1,9 @@
 """`python -m unimodel.runtime.worker`: serve one model on 127.0.0.1:<port> until stopped.
 
 Exit status: 0 after a clean stop (SIGTERM, SIGINT), 2 for a bad command line, 3 when the model cannot
-load (the reason is the last line on stderr), 1 when the port cannot be bound.
+load (the reason is the last line on stderr), 1 when the port cannot be bound. Started with a lifeline
+(`UNIMODEL_LIFELINE_FD`, runtime/lifeline.py), it kills its process group and itself (SIGKILL) as soon as the
+process that started it is gone, whatever it was doing: nobody is left to answer.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unimodel worker: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return EXIT_CANNOT_LISTEN
 
+    from ..lifeline import end_process_group, watch_parent
     from .state import ModelState, ready_fd_from_env
 
     stop = threading.Event()  # a signal, or the model failed
@@ -114,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     model = ModelState(engine_cls(spec), on_failed=failed, ready_fd=ready_fd_from_env())
+
+    def orphaned() -> None:
+        model.engine.abandon()
+        end_process_group("the gateway that started this worker is gone")
+
+    watch_parent(orphaned)  # before the load: a gateway killed during a long load takes the worker with it
     where = f" from {spec.path}" if spec.path else ""
     print(
         f"unimodel worker: loading {spec.model_id}{where} ({spec.engine}, {spec.task}); "

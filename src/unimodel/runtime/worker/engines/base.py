@@ -87,6 +87,10 @@ class Engine:
     def close(self) -> None:
         """Release what the engine holds (child processes); called at shutdown."""
 
+    def abandon(self) -> None:
+        """Kill what the engine started outside the worker's process group, now, from any thread: the worker is
+        about to die because its gateway is gone (lifeline.py), and nothing may outlive it."""
+
     def chat(self, messages: list[dict[str, str]], gen: Generation, outcome: Outcome) -> Iterator[str]:
         raise unsupported_task("/v1/chat/completions", self.spec.task, "a chat or text-generation model")
 

@@ -5,7 +5,8 @@ and waits until its health path answers 200; only then does the worker's own `/h
 worker stays the instance the backend sees: it proxies the OpenAI endpoints byte for byte (the server
 validates its own parameters), serves `/v1/run` by translating to them, relays the server's output to its
 own stderr, and exits non-zero when the server dies. The server dies with the worker (SIGTERM on shutdown;
-PR_SET_PDEATHSIG on Linux should the worker be killed outright).
+SIGKILL to its group when the worker's gateway is gone, see `abandon`; PR_SET_PDEATHSIG on Linux should the
+worker be killed outright).
 """
 
 from __future__ import annotations
@@ -194,6 +195,12 @@ class CommandEngine(Engine):
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def abandon(self) -> None:
+        self._closing = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGKILL)  # the server's own session: the worker's group kill misses it
 
     # --- the OpenAI endpoints, proxied ------------------------------------------------------------------
 
