@@ -40,8 +40,9 @@ from .fakes.server import LiveServer
 FAKE_WORKER = Path(__file__).parent / "fakes" / "fake_worker.py"
 FAKE_SERVER = Path(__file__).parent / "worker_fake_openai.py"
 CHAT = "acme/faulty"
-# Ten times stricter than the defaults (5 s, 5 s, 3), so a hang is found in about a second.
-QUICK_HEALTH = {"health_interval_s": 0.2, "health_timeout_s": 0.5, "health_failures": 2}
+# Much stricter than the defaults (every 5 s, 5 s, 3 in a row), so a hang is found in a few seconds; the fake
+# worker answers /health in a millisecond, so 1 s twice in a row is still generous on a busy machine.
+QUICK_HEALTH = {"health_interval_s": 0.2, "health_timeout_s": 1.0, "health_failures": 2}
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -155,7 +156,7 @@ def test_a_stopped_instance_is_found_by_its_health_checks_killed_and_replaced(tm
 
 
 def test_a_busy_instance_that_answers_its_health_checks_is_left_alone(tmp_path: Path) -> None:
-    live = start_gateway(tmp_path, QUICK_HEALTH)
+    live = start_gateway(tmp_path, {**QUICK_HEALTH, "health_failures": 3})
     try:
         deployment = live.app.state.gateway.open.deployment(CHAT)
         answer = chat(live, "[fake_delay_s=3] busy")
