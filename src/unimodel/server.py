@@ -65,12 +65,12 @@ def _tune_gc() -> None:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
-    return {
-        "log_level": settings.server.log_level.lower(),
-        "access_log": False,  # the platform middleware writes the access log (with request ids) when asked
     from .gateway.http_limits import IMPORT_NAME, LimitedHttpToolsProtocol
 
     LimitedHttpToolsProtocol.configure(settings.server)  # this process; other processes in their app factory
+    return {
+        "log_level": settings.server.log_level.lower(),
+        "access_log": False,  # the platform middleware writes the access log (with request ids) when asked
         "log_config": None,  # keep our JSON logging
         "loop": "auto",
         "http": IMPORT_NAME,  # httptools, with limits on request heads (gateway/http_limits.py)
