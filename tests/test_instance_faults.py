@@ -508,6 +508,8 @@ def kill_and_watch(servers: Servers, served: Served) -> float:
     for pid in family:
         if "runtime-process" in cmdline(pid):
             wait_for(functools.partial(gone, pid), within_s=30, what="the runtime process exiting")
+        elif "spawn_main" in " ".join(cmdline(pid)):  # one of uvicorn's gateway processes
+            wait_for(functools.partial(gone, pid), within_s=30, what="a gateway process exiting")
     return took
 
 

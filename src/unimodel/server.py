@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -216,7 +217,7 @@ def run_runtime_process(port: int) -> None:
 def _serve_process_gone() -> None:
     """The `serve` process is gone (killed): shut down as on SIGTERM (instances stopped, usage flushed), and
     exit regardless after `_ORPHAN_EXIT_S` (the instances' own lifelines then stop them)."""
-    log.error("the serve process that started this runtime process is gone; shutting down")
+    log.error("the serve process that started this process is gone; shutting down")
     backstop = threading.Timer(_ORPHAN_EXIT_S, os._exit, args=(1,))
     backstop.daemon = True  # an orderly shutdown that finishes in time exits without waiting for it
     backstop.start()
@@ -231,6 +232,9 @@ def gateway_worker_app() -> Any:
 
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
+    parent = multiprocessing.parent_process()  # uvicorn's supervisor, i.e. `serve`
+    if parent is not None:  # its sentinel reads EOF when it is gone, SIGKILL included: a lifeline of its own
+        watch_parent(_serve_process_gone, fd=parent.sentinel)
     LimitedHttpToolsProtocol.configure(settings.server)
     link = RuntimeLink(os.environ[_RUNTIME_URL], os.environ[_INTERNAL_TOKEN])
     app = create_app(settings, store=Store.open(settings.store, migrate=False), runtime=link)
