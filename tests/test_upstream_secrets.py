@@ -297,3 +297,36 @@ def test_strings_too_short_to_be_keys_are_left_alone() -> None:
     error = UnimodelError("the key 'abc' and the word test stay")
     redact_error(error, secret_forms(["abc", "test", ""]))
     assert error.message == "the key 'abc' and the word test stay"
+
+
+def echoing_upstream() -> Starlette:
+    """An OpenAI-compatible upstream (or a proxy) whose successful answer repeats the caller's Authorization."""
+    from starlette.responses import JSONResponse
+
+    async def chat(request: Request) -> JSONResponse:
+        said = f"you sent {request.headers['authorization']}"
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+                "debug": {"headers": dict(request.headers)},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def test_a_successful_answer_echoing_a_key_shows_it_nowhere() -> None:
+    with LiveServer(echoing_upstream()) as upstream:
+        config = ProviderConfig(base_url=upstream.url + "/v1", max_retries=0, api_key=SERVER_KEYS["openai"])
+        client = ProviderClient(OpenAIAdapter(config))
+        try:
+            result = await client.complete(ask(), SERVER_KEYS["openai"])
+        finally:
+            await client.aclose()
+    assert result.text == f"you sent Bearer {REDACTED}"
+    assert_no_key(json.dumps(result.raw))

@@ -91,6 +91,7 @@ class ProviderClient:
         self._cfg = cfg
         own = cfg.api_key.get_secret_value() if cfg.api_key is not None else ""
         self._secrets = (own, *secrets)
+        self._secret_bytes = tuple(secret.strip().encode() for secret in self._secrets)
         limits = Limits(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.max_connections)
         self._http: UpstreamTransport = (
             AiohttpTransport(limits) if transport is None else HttpxTransport(limits, transport)
@@ -158,6 +159,8 @@ class ProviderClient:
         finally:
             await response.close()
         body = self._decode(raw)
+        if any(secret in raw for secret in (api_key.encode(), *self._secret_bytes) if len(secret) >= MIN_SECRET_LENGTH):
+            body = redact_value(body, secret_forms((api_key, *self._secrets)))  # an answer echoing a key (rare)
         try:
             result = self.adapter.parse_response(body)
         except UnimodelError:
