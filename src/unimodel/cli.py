@@ -98,6 +98,9 @@ from .cli_store import keys, usage  # noqa: E402 - registered here, after the gr
 
 cli.add_command(keys)
 cli.add_command(usage)
+from .cli_hub import register as register_hub  # noqa: E402 - as above
+
+register_hub(cli)
 
 
 def main() -> None:
