@@ -182,18 +182,23 @@ def test_two_processes_pulling_at_once_fetch_each_byte_once(hub: FakeHub, server
     key = "acme/tiny-GGUF/tiny.Q4_K_M.gguf"
     head_path = f"/acme/tiny-GGUF/resolve/{hub.repos['acme/tiny-gguf'].sha}/tiny.Q4_K_M.gguf"
     hub.gate = threading.Event()
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def heads() -> int:
+        return sum(1 for r in hub.requests if r.method == "HEAD" and r.path == head_path)
+
+    started: list[subprocess.Popen[bytes]] = []
     try:
+        started.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         wait_until(lambda: hub.body_starts[key] == 1, "the first process to start downloading")
-        second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        heads = lambda: sum(1 for r in hub.requests if r.method == "HEAD" and r.path == head_path)  # noqa: E731
+        started.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         wait_until(lambda: heads() == 2, "the second process to ask for the same file")
         hub.gate.set()
-        outputs = [p.communicate(timeout=120) for p in (first, second)]
+        outputs = [p.communicate(timeout=120) for p in started]
     finally:
-        for p in (first, locals().get("second")):
-            if isinstance(p, subprocess.Popen) and p.poll() is None:
+        for p in started:
+            if p.poll() is None:
                 p.kill()
+    first, second = started
     assert [first.returncode, second.returncode] == [0, 0], outputs
     assert hub.served("acme/tiny-GGUF", "tiny.Q4_K_M.gguf") == len(SMALL)
     assert hub.body_starts[key] == 1
