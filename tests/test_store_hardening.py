@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from unimodel.config import StoreConfig
-from unimodel.gateway import metrics
 from unimodel.store import ANY_KEY, Store, StoreError, UsageLedger, UsageRecord
 
 from .fixtures_pg import PostgresServer
@@ -169,13 +169,18 @@ def _on_gateway_loop(p: Platform, fn: Callable[[], None]) -> None:
     asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=10)
 
 
+def rejected_total() -> float:
+    """unimodel_usage_records_rejected_total in this process (the gateway under test runs in it)."""
+    return REGISTRY.get_sample_value("unimodel_usage_records_rejected_total") or 0.0
+
+
 def test_a_rejected_record_marks_the_gateway_degraded_and_counts_in_metrics(
     platform_factory: PlatformFactory, store_url: str
 ) -> None:
     p = platform_factory(store={"url": store_url})
     ledger = p.live.app.state.platform.ledger
     _, key = p.create_key()
-    rejected_before = metrics.USAGE_REJECTED._value.get()
+    rejected_before = rejected_total()
     assert httpx.get(p.url + "/readyz").status_code == 200
 
     _on_gateway_loop(p, lambda: ledger.record(rec(0, request_id="injected", model="openai/\x00")))
@@ -194,9 +199,9 @@ def test_a_rejected_record_marks_the_gateway_degraded_and_counts_in_metrics(
         "written: usage record refused: model contains a NUL character (U+0000), which PostgreSQL cannot store"
     )
     deadline = time.monotonic() + 5  # the platform copies the ledger's counts into the metrics every second
-    while metrics.USAGE_REJECTED._value.get() < rejected_before + 1 and time.monotonic() < deadline:
+    while rejected_total() < rejected_before + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert metrics.USAGE_REJECTED._value.get() == rejected_before + 1
+    assert rejected_total() == rejected_before + 1
     assert "unimodel_usage_records_rejected_total" in httpx.get(p.url + "/metrics", headers=p.admin).text
 
     ledger.rejected_window_s = 0.0  # the window over: ready again, the count stays
