@@ -70,6 +70,7 @@ def test_gguf_repo_runs_on_llama_cpp_from_the_first_preferred_quantisation_only(
     assert plan.commit == "c0ffee" + "0" * 34 and plan.revision == "main"
     assert plan.files[0].etag == hashlib.sha256(b"qwen2.5-0.5b-instruct-q4_k_m.gguf").hexdigest()
     assert plan.why == "Q4_K_M, the first of [hub] gguf_preference it has"
+    assert plan.to_json()["files"] == [{"name": "qwen2.5-0.5b-instruct-q4_k_m.gguf", "size": 491 * MB}]
 
 
 def test_gguf_preference_is_followed_in_order() -> None:

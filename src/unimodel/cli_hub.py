@@ -63,6 +63,8 @@ def pull(model_id: str, revision: str | None, file_name: str | None, config_path
         plan = HubClient(hub).plan(model_id, revision=revision, file=file_name)
     except UnimodelError as exc:
         _fail_error(exc)
+    except KeyboardInterrupt:
+        _fail("interrupted.", 130)
     click.echo(
         f"Pulling {plan.repo_id} ({plan.revision} @ {plan.commit[:12]}): {_files(len(plan.files))}, "
         f"{format_bytes(plan.total_bytes)} → {hub.cache_dir}",

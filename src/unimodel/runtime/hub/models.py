@@ -13,6 +13,9 @@ or all of it in one call, once per id however many requests ask at the same time
     local = await hub.ensure("Qwen/Qwen2.5-0.5B-Instruct")    # local, else resolve + pull
     spec = await hub.configured(table)                        # a [[models]] table with no path → its spec
 
+`local`, `list`, `pull` and `pulling` only read a few files and may run on the event loop; `remove` scans the
+cache (huggingface_hub's cache manager) and blocks: call it with `asyncio.to_thread` from async code.
+
 Offline (`[hub] offline`, HF_HUB_OFFLINE) only local models are served; others are a 503 naming the setting.
 A local model is served whatever `[hub] allow` says now (allow decides what may be pulled). Who may make the
 server pull (`[hub] pull`: admin keys or any key) is the gateway's to check before calling `ensure`.

@@ -51,19 +51,10 @@ from .info import HubFile, RepoInfo
 Engine = Literal["llama.cpp", "transformers"]
 
 EMBEDDING_PIPELINES = frozenset({"feature-extraction", "sentence-similarity"})
-_SEQ2SEQ_TYPES = frozenset(
-    {"t5", "mt5", "umt5", "longt5", "bart", "mbart", "pegasus", "pegasus_x", "marian", "m2m_100", "nllb_moe"}
-    | {
-        "led",
-        "blenderbot",
-        "blenderbot-small",
-        "fsmt",
-        "prophetnet",
-        "plbart",
-        "bigbird_pegasus",
-        "switch_transformers",
-    }
-)
+_SEQ2SEQ_TYPES = frozenset({
+    "t5", "mt5", "umt5", "longt5", "bart", "mbart", "pegasus", "pegasus_x", "marian", "m2m_100", "nllb_moe", "led",
+    "blenderbot", "blenderbot-small", "fsmt", "prophetnet", "plbart", "bigbird_pegasus", "switch_transformers",
+})  # fmt: skip
 _ARCH_TASKS = (
     ("ForCausalLM", "text-generation"),
     ("LMHeadModel", "text-generation"),
@@ -117,11 +108,25 @@ class Plan:
     library: str  # gguf, transformers or sentence-transformers
     files: tuple[PlannedFile, ...]
     entry: str | None  # the file the engine opens (a GGUF, its first part); None: the snapshot folder
-    why: str  # the choice, in a sentence ("Q4_K_M, the first of [hub] gguf_preference the repo has")
+    why: str  # the choice, in a sentence ("Q4_K_M, the first of [hub] gguf_preference it has")
 
     @property
     def total_bytes(self) -> int:
         return sum(f.size or 0 for f in self.files)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "model": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "task": self.task,
+            "engine": self.engine,
+            "library": self.library,
+            "files": [{"name": f.name, "size": f.size} for f in self.files],
+            "entry": self.entry,
+            "bytes_total": self.total_bytes,
+            "why": self.why,
+        }
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -108,7 +108,7 @@ class Pull:
         self._storage = settings.cache_dir / repo_folder_name(plan.repo_id)
         self._t0 = clock()
         self.started_at = time.time()
-        self._initial = self._bytes_on_disk(set())
+        self._initial = self._shown = self._bytes_on_disk(set())
         self._samples: deque[tuple[float, int]] = deque([(self._t0, self._initial)])
 
     def start(self) -> Pull:
@@ -141,6 +141,8 @@ class Pull:
             state = "failed" if exc is not None else "done"
             error = exc if isinstance(exc, UnimodelError) else None
         done = plan.total_bytes if state == "done" else self._bytes_on_disk(finished)
+        with self._lock:
+            done = self._shown = max(self._shown, done)  # never backwards (a restarted file is not news)
         files_done = len(plan.files) if state == "done" else sum(1 for f in plan.files if self._file_done(f, finished))
         with self._lock:
             self._samples.append((now, done))
@@ -236,10 +238,11 @@ class Pull:
     def _bytes_on_disk(self, finished: set[str]) -> int:
         total = 0
         for f in self.plan.files:
-            if self._file_done(f, finished):
-                total += f.size or 0
-            elif f.etag is not None:
-                total += min(self._partial(f.etag), f.size or 0)
+            partial = 0
+            if not self._file_done(f, finished) and f.etag is not None:
+                partial = self._partial(f.etag)
+            # asked again after the partial: the .incomplete may have been renamed to the blob meanwhile
+            total += (f.size or 0) if self._file_done(f, finished) else min(partial, f.size or 0)
         return total
 
     def _partial(self, etag: str) -> int:
