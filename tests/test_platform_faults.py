@@ -60,7 +60,7 @@ def test_database_lost_while_running(
     ready = httpx.get(p.url + "/readyz")
     assert ready.status_code == 503
     checks = ready.json()["checks"]
-    assert checks["store"]["ok"] is False and ready.json()["status"] == "degraded"
+    assert checks["store"]["ok"] is False and ready.json()["status"] == "not_ready"
     wait_for(lambda: httpx.get(p.url + "/readyz").json()["checks"]["usage_ledger"]["ok"] is False)
     wait_for(lambda: metric(p, "unimodel_usage_records_buffered") >= 3)
     assert metric(p, "unimodel_store_up") == 0

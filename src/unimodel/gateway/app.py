@@ -74,11 +74,13 @@ def create_app(
         return json_response(b'{"status":"ok"}')
 
     async def readyz(request: Request) -> Response:
-        """Readiness: the store, the usage ledger and the shared limits all work; each check says why not."""
+        """Readiness: the store, the usage ledger and the shared limits all work (200 "ready"; 503 "not_ready"
+        naming the check that fails); 200 "degraded" when the server serves but something is being lost."""
         ready, checks = await platform.readiness()
-        return json_response(
-            to_json({"status": "ready" if ready else "degraded", "checks": checks}), 200 if ready else 503
+        status = (
+            "not_ready" if not ready else "degraded" if any(c.get("degraded") for c in checks.values()) else "ready"
         )
+        return json_response(to_json({"status": status, "checks": checks}), 200 if ready else 503)
 
     @guarded(bytez_v2.error_body)
     async def metrics_text(request: Request) -> Response:

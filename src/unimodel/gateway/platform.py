@@ -244,7 +244,9 @@ class Platform:
         except Exception as exc:  # the reason is shown to operators; it names no secret
             checks["store"] = {"ok": False, "error": str(exc) or type(exc).__name__}
         ledger = self.ledger
-        # Degraded while the store is unreachable, and for `rejected_window_s` (5 min) after it refused a record.
+        # Not ok (not ready) while the store is unreachable. Degraded, but still ready, for `rejected_window_s`
+        # (5 min) after the store refused a record: the other records are written, and a caller who found a value
+        # the database refuses must not be able to take every gateway out of its load balancer.
         rejection = ledger.recent_rejection()
         error = ledger.last_error if ledger.last_error and not ledger.healthy else None
         if error is None and rejection is not None:
@@ -253,10 +255,11 @@ class Platform:
                 f"{ledger.rejected_window_s / 60:g} minutes, and they were not written: {rejection}"
             )
         checks["usage_ledger"] = {
-            "ok": ledger.healthy and rejection is None,
+            "ok": ledger.healthy,
             "buffered": ledger.buffered,
             "dropped": ledger.dropped,
             "rejected": ledger.rejected,
+            **({"degraded": True} if rejection is not None else {}),
             **({"error": error} if error else {}),
         }
         limiter_ok = bool(getattr(self.limiter, "healthy", True))
