@@ -385,6 +385,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "rss_start_mb": inc["rss_mb"][0] if inc["rss_mb"] else None,
                 "rss_end_mb": inc["rss_mb"][-1] if inc["rss_mb"] else None,
                 "rss_peak_mb": max(inc["rss_mb"]) if inc["rss_mb"] else None,
+                "rss_every_5s_mb": inc["rss_mb"],
             }
             for inc in gw.incarnations
         ]
