@@ -23,6 +23,11 @@ pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_redis", "tests.platform_h
 
 # Every app a test creates keeps its SQLite store and secret key in a throwaway folder, never in ~/.local/share.
 os.environ.setdefault("UNIMODEL_STORE__DATA_DIR", tempfile.mkdtemp(prefix="unimodel-test-store-"))
+# No test reaches the real Hugging Face Hub: gateways are offline (a model configured without a path is then
+# loaded by id, as the fake workers are), with an empty cache of this run's own. The Hub tests drop the override
+# and give their gateways a fake Hub. (Not HF_HUB_OFFLINE: huggingface_hub reads that once, at import.)
+os.environ.setdefault("UNIMODEL_HUB__OFFLINE", "true")
+os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="unimodel-test-hf-cache-"))
 
 OPENAI_KEY = "sk-proj-test-Zx81secretOPENAIkey0000"
 ANTHROPIC_KEY = "sk-ant-api03-test-Qw77secretANTHROPICkey"

@@ -24,4 +24,6 @@ def test_the_served_document_is_the_built_one(gateway: LiveServer) -> None:
 
     served = httpx.get(gateway.url + "/openapi.json").json()
     assert served == build_openapi()
-    assert {"/models/v2/{modelId}", "/v1/chat/completions", "/models/v2/openai/v1/chat/completions"} <= set(served["paths"])
+    assert {"/models/v2/{modelId}", "/v1/chat/completions", "/models/v2/openai/v1/chat/completions"} <= set(
+        served["paths"]
+    )

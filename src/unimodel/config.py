@@ -265,7 +265,9 @@ class OpenModelConfig(BaseModel):
     runtime: Literal["llama.cpp", "transformers", "command"] = "transformers"
     path: str | None = Field(default=None, description="A local file or folder; the Hugging Face id when absent.")
     revision: str | None = Field(default=None, description="No path: the Hub revision to pull (branch, tag, commit).")
-    file: str | None = Field(default=None, description="No path, a GGUF repo: the file to pull (else [hub] preference).")
+    file: str | None = Field(
+        default=None, description="No path, a GGUF repo: the file to pull (else [hub] preference)."
+    )
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=1, ge=1)
     instance_concurrency: int = Field(default=1, ge=1, description="Requests one instance serves at once.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import ProviderConfig
 from ..protocol import ModelNotFound
@@ -18,8 +18,24 @@ class Route:
     model: str
 
 
+class OpenModelsView(Protocol):
+    """The open models served now (runtime/catalog.py); models pulled by id join while the server runs."""
+
+    def canonical(self, model_id: str) -> str | None: ...
+
+    def tasks(self) -> dict[str, str]: ...
+
+
+class _NoOpenModels:
+    def canonical(self, model_id: str) -> str | None:
+        return None
+
+    def tasks(self) -> dict[str, str]:
+        return {}
+
+
 class Catalog:
-    """Routes `provider/model` ids to closed providers. (Open models join the catalog with the runtime.)
+    """Routes `provider/model` ids to closed providers, and lists them with the open models.
 
     Every provider name is a prefix: the adapter modules, the OpenAI-compatible vendor rows, and the vendors the
     config adds (`providers`: the config's `[providers.<name>]` tables). A model a provider does not list still
@@ -27,18 +43,18 @@ class Catalog:
     """
 
     def __init__(
-        self, providers: Mapping[str, ProviderConfig] | None = None, open_models: Mapping[str, str] | None = None
+        self, providers: Mapping[str, ProviderConfig] | None = None, open_models: OpenModelsView | None = None
     ) -> None:
-        self.open_models = dict(open_models or {})  # model id -> task
+        self.open = open_models or _NoOpenModels()
         configured = providers or {}
         self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
         self.providers = sorted(self._models)
-        self._listed = frozenset(self.open_models) | frozenset(self.closed_model_ids())
+        self._closed = frozenset(self.closed_model_ids())
 
     def listed(self, model_id: str) -> bool:
-        """Whether the catalog names this model (an open model, or a closed one its provider's row lists): a
-        bounded set, unlike the ids callers may send."""
-        return model_id in self._listed
+        """Whether the catalog names this model (an open model served now, or a closed one its provider's row
+        lists): a set an operator bounds, unlike the ids callers may send."""
+        return model_id in self._closed or self.open.canonical(model_id) == model_id
 
     def resolve(self, model_id: str) -> Route:
         """The provider route of a closed model id; a 400 for an id that is not well-formed, a 404 for one no
@@ -53,9 +69,11 @@ class Catalog:
         return [f"{p}/{m}" for p in self.providers for m in self._models[p]]
 
     def list_models(self, task: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
-        entries = [_open_entry(m, t) for m, t in self.open_models.items()]
+        open_models = self.open.tasks()
+        entries = [_open_entry(m, t) for m, t in open_models.items()]
         if model_id is not None:
-            if model_id not in self.open_models:
+            model_id = self.open.canonical(model_id) or model_id
+            if model_id not in open_models:
                 try:
                     self.resolve(model_id)
                 except ModelNotFound:
@@ -67,7 +85,7 @@ class Catalog:
         return [e for e in entries if task is None or e["task"] == task]
 
     def tasks(self) -> list[str]:
-        return sorted({"chat", *self.open_models.values()})
+        return sorted({"chat", *self.open.tasks().values()})
 
 
 def _open_entry(model_id: str, task: str) -> dict[str, Any]:

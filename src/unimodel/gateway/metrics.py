@@ -58,6 +58,11 @@ COLD_STARTS = Counter(
     "unimodel_open_cold_starts", "Instances started because a request found no capacity at all.", ["model"]
 )
 INSTANCE_SECONDS = Counter("unimodel_open_instance_seconds", "Instance-seconds spent on requests.", ["model"])
+PULLED_BYTES = Counter("unimodel_hub_pulled_bytes", "Bytes of model files pulled from the Hugging Face Hub.", ["model"])
+PULLS_FAILED = Counter("unimodel_hub_pulls_failed", "Pulls of a model's files from the Hub that failed.", ["model"])
+PULLING = Gauge(
+    "unimodel_hub_pulls_in_flight", "Models whose files are being pulled now.", ["model"], multiprocess_mode="livemax"
+)
 
 
 class Children:
@@ -99,6 +104,10 @@ class OpenModelGauges:
             QUEUE_DEPTH.labels(model).set(figures.get("queue_depth", 0))
             self._advance(COLD_STARTS, model, "cold_starts", figures)
             self._advance(INSTANCE_SECONDS, model, "instance_seconds", figures)
+            if "downloading" in figures:  # a model named by its Hub id (runtime/hub/source.py)
+                PULLING.labels(model).set(figures["downloading"])
+                self._advance(PULLED_BYTES, model, "bytes_downloaded", figures)
+                self._advance(PULLS_FAILED, model, "download_failures", figures)
 
     def _advance(self, counter: Counter, model: str, name: str, figures: dict[str, Any]) -> None:
         total = float(figures.get(name, 0))

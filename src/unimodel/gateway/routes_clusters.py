@@ -17,9 +17,10 @@ from starlette.routing import Route
 
 from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
-from ..protocol import AuthenticationError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
+from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from ..protocol.model_ids import check_model_id
 from ..runtime.controller import Deployment
+from . import dispatch
 from .context import RequestContext, context
 from .http import guarded, json_response, read_body
 from .service import Gateway
@@ -88,21 +89,23 @@ def routes(gateway: Gateway) -> list[Route]:
 
         return [Route(path, forwarded, methods=methods) for path, methods in paths]
 
-    def deployment(model_id: str) -> Deployment:
+    async def deployment(request: Request, *, pull: bool = False) -> Deployment:
+        """The open model's deployment; `pull` (PUT) adopts a Hub model not pulled yet, and starts its pull."""
+        model_id = request.path_params["model_id"]
         check_model_id(model_id, "modelId")
-        if not gateway.open.has(model_id):
-            try:
-                gateway.catalog.resolve(model_id)
-            except ModelNotFound:
-                raise
+        target = await dispatch.resolve(gateway, model_id, context(request).principal, pull=pull)
+        if not isinstance(target, dispatch.OpenTarget):  # a closed provider's model (link mode forwards)
             raise NotFound(
                 f"'{model_id}' is a closed model served by its provider: it has no cluster.", param="modelId"
             )
-        return gateway.open.deployment(model_id)
+        found = gateway.open.deployment(target.model_id)
+        if pull:
+            found.prefetch()
+        return found
 
     async def configure(request: Request, allow_status: bool) -> Deployment:
-        target = deployment(request.path_params["model_id"])
         may_change(gateway, context(request))
+        target = await deployment(request, pull=not allow_status)
         raw = await read_body(request, gateway.settings.server.max_body_bytes)
         try:
             body = ClusterBody.model_validate_json(raw or b"{}")
@@ -136,13 +139,12 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @v2
     async def get_cluster(request: Request) -> Response:
-        return _envelope(deployment(request.path_params["model_id"]).status())
+        return _envelope((await deployment(request)).status())
 
     @v2
     async def delete_cluster(request: Request) -> Response:
-        target = deployment(request.path_params["model_id"])
         may_change(gateway, context(request))
-        target.turn_off()
+        (await deployment(request)).turn_off()
         return _envelope(None)
 
     @v2

@@ -11,8 +11,9 @@ from starlette.routing import Route
 
 from ..frontends import openai_compat
 from ..protocol import InvalidRequest
-from . import routes_open
+from . import dispatch, routes_open
 from .context import context
+from .dispatch import ForwardTarget, OpenTarget
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -28,11 +29,11 @@ def routes(gateway: Gateway) -> list[Route]:
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         decoded = openai_compat.decode_chat(body)
         ctx = context(request)
-        if gateway.open.has(decoded.model_id):
-            if gateway.link is not None:
-                return await routes_open.forward(gateway, request, ctx, decoded.model_id, body)
-            return await routes_open.openai_chat(gateway, ctx, decoded)
-        route = gateway.catalog.resolve(decoded.model_id)
+        route = await dispatch.resolve(gateway, decoded.model_id, ctx.principal)
+        if isinstance(route, ForwardTarget):
+            return await routes_open.forward(gateway, request, ctx, route.model_id, body)
+        if isinstance(route, OpenTarget):
+            return await routes_open.openai_chat(gateway, ctx, replace(decoded, model_id=route.model_id))
         ctx.routed(decoded.model_id, "closed", route.provider)
         chat = replace(decoded.request, model=route.model)
         key = gateway.provider_key(route, request.headers, ctx.principal)
@@ -50,7 +51,8 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @openai
     async def list_models(request: Request) -> Response:
-        return json_response(openai_compat.encode_models([*gateway.open.specs, *gateway.catalog.closed_model_ids()]))
+        models = [*gateway.open.catalog.tasks(), *gateway.catalog.closed_model_ids()]
+        return json_response(openai_compat.encode_models(models))
 
     def native(path: str, what: str) -> Callable[[Request], Awaitable[Response]]:
         @openai
@@ -63,11 +65,12 @@ def routes(gateway: Gateway) -> list[Route]:
                 raise InvalidRequest("model: this field is required.", param="model")
             if payload.get("stream"):
                 raise InvalidRequest(f"Streaming {what} is not supported yet; use chat completions.", param="stream")
-            if gateway.open.has(model_id):
-                if gateway.link is not None:
-                    return await routes_open.forward(gateway, request, context(request), model_id, body)
-                return await routes_open.openai_passthrough(gateway, context(request), path, model_id, payload)
-            gateway.catalog.resolve(model_id)  # an unknown id is a 404
+            ctx = context(request)
+            route = await dispatch.resolve(gateway, model_id, ctx.principal)
+            if isinstance(route, ForwardTarget):
+                return await routes_open.forward(gateway, request, ctx, route.model_id, body)
+            if isinstance(route, OpenTarget):
+                return await routes_open.openai_passthrough(gateway, ctx, path, route.model_id, payload)
             raise InvalidRequest(
                 f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"
             )

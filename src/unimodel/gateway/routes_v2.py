@@ -12,8 +12,9 @@ from starlette.routing import Route
 
 from ..frontends import bytez_v2
 from ..protocol import UnimodelError
-from . import routes_open
+from . import dispatch, routes_open
 from .context import context
+from .dispatch import ForwardTarget, OpenTarget
 from .http import close_after, guarded, json_response, read_body
 from .service import Gateway
 
@@ -37,12 +38,13 @@ def routes(gateway: Gateway) -> list[Route]:
         """Run a model: the SDK body (`input`, `params`, `stream`) or the HTTP body (`messages`/`text`)."""
         model_id = request.path_params["model_id"]
         ctx = context(request)
-        if gateway.open.has(model_id):  # a configured open model wins over a provider prefix
+        route = await dispatch.resolve(gateway, model_id, ctx.principal)
+        if isinstance(route, ForwardTarget):
             body = await read_body(request, gateway.settings.server.max_body_bytes)
-            if gateway.link is not None:
-                return await routes_open.forward(gateway, request, ctx, model_id, body)
-            return await routes_open.run_v2(gateway, ctx, model_id, body)
-        route = gateway.catalog.resolve(model_id)
+            return await routes_open.forward(gateway, request, ctx, route.model_id, body)
+        if isinstance(route, OpenTarget):
+            body = await read_body(request, gateway.settings.server.max_body_bytes)
+            return await routes_open.run_v2(gateway, ctx, route.model_id, body)
         ctx.routed(model_id, "closed", route.provider)
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         chat = bytez_v2.decode_chat(body, route.model)

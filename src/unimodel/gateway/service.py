@@ -32,7 +32,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.open = OpenModels(settings, backend)
-        self.catalog = Catalog(settings.providers, {m: spec.task for m, spec in self.open.specs.items()})
+        self.catalog = Catalog(settings.providers, self.open.catalog)
         self._transport = transport
         self._clients: dict[str, ProviderClient] = {}
         # Makes no connection until a provider needs an image fetched; one cap on fetched bytes for all providers.

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from ..config import OpenModelConfig, RuntimeConfig, Settings
-from ..protocol.errors import InvalidRequest
+from ..protocol.errors import InvalidRequest, UnimodelError
 from .backend import Backend, Instance
 from .health import HealthChecker, watch_health
 from .lease import (
@@ -53,6 +53,7 @@ from .lease import (
 )
 from .policy import Decision, Observation, PolicyConfig, PolicyState, decide
 from .router import LeastLoadedRouter
+from .source import ModelSource
 
 __all__ = [
     "Controller",
@@ -96,8 +97,10 @@ class Deployment:
         clock: Clock = time.monotonic,
         http: httpx.AsyncClient | None = None,
         stop_grace_s: float = STOP_GRACE_S,
+        source: ModelSource | None = None,
     ) -> None:
         self.spec = spec
+        self.source = source  # a model named by its Hub id: its files are fetched before an instance starts
         self.clock = clock
         self._runtime = runtime
         self._backend = backend
@@ -271,6 +274,8 @@ class Deployment:
         return replica
 
     async def _start(self, replica: Replica) -> None:
+        if self.source is not None and not await self._fetch(replica):
+            return
         try:
             instance = await self._backend.start(self.spec, replica.id)
         except Exception as exc:  # the backend could not even launch it (no such program, no port …)
@@ -303,6 +308,21 @@ class Deployment:
                     for wait in waits:
                         wait.cancel()
             announced = announced or instance.announced.is_set()
+
+    async def _fetch(self, replica: Replica) -> bool:
+        """Have the model's files on disk (a pull the first time); False when they cannot be had or the
+        instance was scaled away meanwhile. The start timeout counts from here, not from the download."""
+        assert self.source is not None
+        replica.fetching = True
+        try:
+            self.spec = await self.source.fetch()
+        except UnimodelError as exc:
+            replica.fetching = False
+            self._start_failed(replica, f"its files could not be pulled: {exc.message}")
+            return False
+        replica.fetching = False
+        replica.created_at = self.clock()
+        return replica.state is InstanceState.STARTING
 
     def _checker(self) -> HealthChecker:
         if self._http is None:
@@ -481,7 +501,11 @@ class Deployment:
             return
         now = self.clock()
         for replica in list(self._replicas):
-            if replica.state is InstanceState.STARTING and now - replica.created_at >= self.spec.start_timeout_s:
+            if (
+                replica.state is InstanceState.STARTING
+                and not replica.fetching
+                and now - replica.created_at >= self.spec.start_timeout_s
+            ):
                 self._start_timed_out(replica)
             elif (
                 replica.state is InstanceState.DRAINING
@@ -560,6 +584,19 @@ class Deployment:
         elif self._on and not self._closed:
             self._scale_to(builtins.min(builtins.max(self._desired, lo), hi))
 
+    def prefetch(self) -> None:
+        """Start fetching the model's files now (a PUT on a model not pulled yet), not at its first instance."""
+        if self.source is not None and self.source.progress() is None and not self._closed:
+            self._spawn(self._prefetch(), "prefetch")
+
+    async def _prefetch(self) -> None:
+        assert self.source is not None
+        try:
+            self.spec = await self.source.fetch()
+        except UnimodelError as exc:
+            self._last_failure = f"its files could not be pulled: {exc.message}"
+            log.warning("model %s: %s", self.spec.id, self._last_failure)
+
     def turn_off(self) -> None:
         """Refuse new requests (503 model_off), fail the waiting ones, drain every instance."""
         self._on = False
@@ -597,6 +634,9 @@ class Deployment:
         starting = self._count(InstanceState.STARTING)
         if ready:
             return f"all {ready} ready instances are busy (instance_concurrency {self.spec.instance_concurrency})"
+        download = self.source.progress() if self.source is not None else None
+        if download is not None:
+            return f"its files are being pulled ({download['bytesDone']:,} of {download['bytesTotal']:,} bytes)"
         if starting:
             return f"{starting} instances are still starting"
         return self._last_failure or "no instance is running"
@@ -624,10 +664,13 @@ class Deployment:
     def status(self) -> dict[str, Any]:
         """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
         by_state = self.instances_by_state()
+        download = self.source.progress() if self.source is not None else None
         if not self.is_on:
             status = "off"
         elif by_state["ready"]:
             status = "running"
+        elif download is not None:
+            status = "downloading"
         elif by_state["starting"]:
             status = "starting"
         elif self._last_failure is not None:
@@ -646,6 +689,7 @@ class Deployment:
             "lastInference": self.last_inference,
             "instanceSeconds": round(self.instance_seconds, 3),
             "instancesByState": by_state,
+            **({"download": download} if download is not None else {}),
             **({"error": self._last_failure} if status == "failed" else {}),
         }
 
@@ -664,6 +708,7 @@ class Deployment:
             "inferences": self.inferences,
             "instance_seconds": self.instance_seconds,
             "last_start_s": self.last_start_s,
+            **(self.source.metrics() if self.source is not None else {}),
         }
 
 
@@ -695,8 +740,9 @@ class Controller:
     def get(self, model_id: str) -> Deployment | None:
         return self.deployments.get(model_id)
 
-    def add(self, spec: OpenModelConfig) -> Deployment:
-        """Add a model at run time (cluster API `PUT`). Raises `ValueError` when it is there already."""
+    def add(self, spec: OpenModelConfig, source: ModelSource | None = None) -> Deployment:
+        """Add a model at run time (a Hub model's first call). Raises `ValueError` when it is there already.
+        `source` fetches the model's files before an instance starts (runtime/source.py)."""
         if spec.id in self.deployments:
             raise ValueError(f"model '{spec.id}' is already deployed")
         if self._http is None:
@@ -709,6 +755,7 @@ class Controller:
             clock=self._clock,
             http=self._http,
             stop_grace_s=self._stop_grace_s,
+            source=source,
         )
         self.deployments[spec.id] = deployment
         return deployment

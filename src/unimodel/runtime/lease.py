@@ -74,6 +74,7 @@ class Replica:
     ready_at: float | None = None
     draining_since: float | None = None
     failure: str | None = None  # why the controller failed it (unresponsive), for the requests it held
+    fetching: bool = False  # waiting for the model's files (a pull) before it can be launched
 
     @property
     def routable(self) -> bool:

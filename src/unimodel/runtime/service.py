@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 from pydantic_core import from_json, to_json
 
-from ..config import OpenModelConfig, ProviderConfig, Settings
+from ..config import ProviderConfig, Settings
 from ..protocol import (
     ChatRequest,
     ChatResult,
@@ -44,8 +44,9 @@ from ..providers.transport import (
     UpstreamResponse,
 )
 from .backend import Backend, LocalBackend
-from .bundled import bundled_models
+from .catalog import OpenCatalog
 from .controller import Controller, Deployment, Lease
+from .hub import HubModels
 from .instance_adapter import InstanceAdapter
 
 log = logging.getLogger("unimodel.runtime")
@@ -63,27 +64,13 @@ class Metered:
     seconds: float = 0.0
 
 
-def default_models() -> list[OpenModelConfig]:
-    """The bundled models `make install` puts on the machine (SmolLM2 chat, all-MiniLM embeddings), if installed."""
-    return [
-        OpenModelConfig(
-            id=m.id, task=m.task, runtime=m.runtime, path=str(m.path), max_instances=2 if m.task == "chat" else 1
-        )
-        for m in bundled_models()
-    ]
-
-
 class OpenModels:
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         if backend is None:
             state_dir = Path(settings.store.data_dir).expanduser() / "instances"  # leftovers.py
             backend = LocalBackend(settings.runtime, state_dir=state_dir)
-        self.controller = Controller(settings, backend)
-        if settings.runtime.default_models:
-            for spec in default_models():
-                if self.controller.get(spec.id) is None:
-                    self.controller.add(spec)
-        self.specs: dict[str, OpenModelConfig] = {m: d.spec for m, d in self.controller.deployments.items()}
+        self.controller = Controller(settings.model_copy(update={"models": []}), backend)
+        self.catalog = OpenCatalog(settings, self.controller, HubModels(settings.hub))
         self._adapter = InstanceAdapter(ProviderConfig())
         self._read_timeout_s = settings.runtime.read_timeout_s
         self._http = AiohttpTransport(
@@ -91,10 +78,10 @@ class OpenModels:
         )
 
     def has(self, model_id: str) -> bool:
-        return model_id in self.specs
+        return self.catalog.canonical(model_id) is not None
 
     def task(self, model_id: str) -> str:
-        return self.specs[model_id].task
+        return self.catalog.task(model_id)
 
     async def start(self) -> None:
         await self.controller.start()
