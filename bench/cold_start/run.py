@@ -662,13 +662,19 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _first_file(*paths: Path) -> Path:
+    return next((p for p in paths if p.is_file()), paths[-1])
+
+
 def health_poll_ms() -> str:
     """The controller's poll interval for a starting instance, and whether its workers announce readiness, as
     the source that runs has them."""
     runtime = Path(SOURCE or REPO / "src") / "unimodel" / "runtime"
     try:
-        m = re.search(r"^HEALTH_POLL_S = ([0-9.]+)", (runtime / "controller.py").read_text(), re.M)
-        announces = READY_FD_ENV in (runtime / "backend.py").read_text()
+        # where each lives in this source, newest layout first (runtime/backends/ since the container seam)
+        controller = _first_file(runtime / "instances.py", runtime / "controller.py")
+        m = re.search(r"^HEALTH_POLL_S = ([0-9.]+)", controller.read_text(), re.M)
+        announces = READY_FD_ENV in _first_file(runtime / "backends" / "local.py", runtime / "backend.py").read_text()
     except OSError:
         return "?"
     poll = f"{1000 * float(m.group(1)):g}" if m else "?"

@@ -38,7 +38,7 @@ import httpx
 
 from ..config import OpenModelConfig, RuntimeConfig, Settings
 from ..protocol.errors import InvalidRequest, UnimodelError
-from .backend import Backend, Instance
+from .backends import Backend, Instance
 from .health import HealthChecker, watch_health
 from .lease import (
     InstanceFailed,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..config import RuntimeConfig
-from .backend import Instance
+from .backends import Instance
 
 __all__ = ["HealthChecker", "watch_health"]
 

@@ -17,7 +17,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from ..protocol.errors import UpstreamUnavailable
-from .backend import Instance
+from .backends import Instance
 
 if TYPE_CHECKING:
     from .controller import Deployment

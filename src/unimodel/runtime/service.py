@@ -43,7 +43,7 @@ from ..providers.transport import (
     TransportFailure,
     UpstreamResponse,
 )
-from .backend import Backend, LocalBackend
+from .backends import Backend, LocalBackend
 from .catalog import OpenCatalog
 from .controller import Controller, Deployment, Lease
 from .hub import HubModels
