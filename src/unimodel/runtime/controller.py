@@ -1,4 +1,4 @@
-"""The controller: per model, the instances, a bounded FIFO queue of waiting requests, and the autoscaling tick.
+"""The controller: per model, a bounded FIFO queue of waiting requests and the autoscaling tick.
 
     controller = Controller(settings, LocalBackend(settings.runtime))
     await controller.start()                              # the tick loop
@@ -7,14 +7,11 @@
         ...POST lease.address + "/v1/chat/completions"...
     await controller.aclose()                             # stops every instance
 
-An instance goes starting → ready (its `/health` answers 200) → draining → stopped, or → failed when its
-process exits, it is not ready within `start_timeout_s`, or, ready or draining, it fails `health_failures`
-health checks in a row (health.py): then it leaves the router at once and is killed, its requests fail as
-for a crash, and the scaling path replaces it. A ready instance takes at most
-`instance_concurrency` requests; the router picks the least loaded. Requests that find no free slot wait in
-arrival order; the first of them starts an instance at once when the model has none ready or starting.
-Scale-down drains: the instance leaves the router first and is stopped when its last request is done (or after
-`runtime.drain_timeout_s`). Time comes from the injected `clock`, so tests drive `tick()` by hand.
+A ready instance takes at most `instance_concurrency` requests; the router (router.py) picks the least loaded.
+Requests that find no free slot wait in arrival order; the first of them starts an instance at once when the
+model has none ready or starting (a cold start). Every `runtime.tick_s` the policy (policy.py) says how many
+instances the model should have. The instances themselves — launch, health, exits, back-off, drain — are
+instances.py's. Time comes from the injected `clock`, so tests drive `tick()` by hand.
 
 Errors a caller can see are drawn in lease.py.
 """
@@ -26,21 +23,20 @@ import builtins
 import contextlib
 import dataclasses
 import logging
-import math
-import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from ..config import OpenModelConfig, RuntimeConfig, Settings
-from ..protocol.errors import InvalidRequest, UnimodelError
-from .backends import Backend, Instance
-from .health import HealthChecker, watch_health
+from ..protocol.errors import InvalidRequest
+from .backends import Backend
+from .instances import STOP_GRACE_S, Instances
 from .lease import (
+    RETRY_AFTER_S,
     InstanceFailed,
     InstanceStartFailed,
     InstanceState,
@@ -75,17 +71,9 @@ log = logging.getLogger("unimodel.runtime")
 Policy = Callable[[PolicyConfig, Observation, PolicyState], Decision]
 Clock = Callable[[], float]
 
-HEALTH_POLL_S = 0.02  # a starting instance that does not announce its readiness is found ready this late
-HEALTH_TIMEOUT_S = 2.0
-STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
-RETRY_AFTER_S = 1.0  # what a full queue or a queue timeout tells the client to wait
-BACKOFF_FIRST_S = 1.0  # after a failed start, no new start for this long (doubling per failure in a row)
-BACKOFF_MAX_S = 30.0
-LOG_TAIL_LINES = 30
-
 
 class Deployment:
-    """One open model: its instances, its queue, its scaling."""
+    """One open model: its queue, its leases and its scaling; its instances are `self.instances`."""
 
     def __init__(
         self,
@@ -99,21 +87,25 @@ class Deployment:
         stop_grace_s: float = STOP_GRACE_S,
         source: ModelSource | None = None,
     ) -> None:
-        self.spec = spec
-        self.source = source  # a model named by its Hub id: its files are fetched before an instance starts
+        """`source` fetches a model named by its Hub id before its first instance (source.py); `http` checks the
+        instances' health (a client of its own when None)."""
         self.clock = clock
+        self.instances = Instances(
+            spec,
+            runtime,
+            backend,
+            on_ready=self._dispatch,
+            on_lost=self._replace_lost,
+            on_start_failed=self._start_failed,
+            clock=clock,
+            http=http,
+            stop_grace_s=stop_grace_s,
+            source=source,
+        )
         self._runtime = runtime
-        self._backend = backend
         self._policy = policy
-        self._http = http
-        self._own_http = http is None
-        self._stop_grace_s = stop_grace_s
         self._router = LeastLoadedRouter()
-        self._replicas: list[Replica] = []
         self._waiters: deque[asyncio.Future[Replica]] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._seq = 0
-        self._slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.id)
 
         self._min = spec.min_instances
         self._max = spec.max_instances
@@ -123,22 +115,23 @@ class Deployment:
         self._on = True
         self._closed = False
         self._last_request_at: float | None = None
-        self._last_failure: str | None = None
-        self._failures_in_a_row = 0
-        self._backoff_until: float | None = None
 
         self.created = self.modified = _now_iso()
         self.inferences = 0
         self.instance_seconds = 0.0
         self.last_inference: str | None = None
         self.cold_starts = 0  # instances started because a request found no capacity at all
-        self.instances_started = 0
-        self.start_failures = 0
-        self.crashes = 0  # ready or draining instances whose process died unasked
-        self.unresponsive = 0  # ready or draining instances killed for failing their health checks
         self.queue_full = 0
         self.queue_timeouts = 0
-        self.last_start_s: float | None = None  # launch to ready, the most recent start
+
+    @property
+    def spec(self) -> OpenModelConfig:
+        """The model's settings (a Hub model's with its local path once its files are here)."""
+        return self.instances.spec
+
+    @property
+    def source(self) -> ModelSource | None:
+        return self.instances.source
 
     # ── requests ────────────────────────────────────────────────────────────
 
@@ -161,10 +154,10 @@ class Deployment:
         arrived = self.clock()
         self._last_request_at = arrived
         if not self._waiters:
-            replica = self._router.pick(self._replicas, self.spec.instance_concurrency)
+            replica = self._router.pick(self.instances.live, self.spec.instance_concurrency)
             if replica is not None:
                 replica.in_flight += 1
-                return Lease(self, replica, arrived, 0.0)
+                return self._lease(replica, arrived, 0.0)
         if len(self._waiters) >= self.spec.queue_size and not retry:
             self.queue_full += 1
             raise QueueFull(
@@ -192,7 +185,10 @@ class Deployment:
             )
         replica = waiter.result()  # raises the start failure handed to the waiters
         now = self.clock()
-        return Lease(self, replica, now, max(0.0, now - arrived))
+        return self._lease(replica, now, max(0.0, now - arrived))
+
+    def _lease(self, replica: Replica, granted_at: float, queued_s: float) -> Lease:
+        return Lease(self.spec.id, replica, granted_at, queued_s, clock=self.clock, on_release=self._release)
 
     def _abandon(self, waiter: asyncio.Future[Replica]) -> None:
         """A waiter gives up (timeout, cancelled client): drop it, or hand back the slot it was just given."""
@@ -210,16 +206,15 @@ class Deployment:
             if waiter.done():
                 self._waiters.popleft()
                 continue
-            replica = self._router.pick(self._replicas, self.spec.instance_concurrency)
+            replica = self._router.pick(self.instances.live, self.spec.instance_concurrency)
             if replica is None:
                 return
             self._waiters.popleft()
             replica.in_flight += 1
             waiter.set_result(replica)
 
-    def _release(self, lease: Lease) -> None:
-        replica = lease._replica
-        self.instance_seconds += lease.elapsed_s
+    def _release(self, replica: Replica, elapsed_s: float) -> None:
+        self.instance_seconds += elapsed_s
         self.inferences += 1
         self.last_inference = _now_iso()
         replica.served += 1
@@ -227,8 +222,7 @@ class Deployment:
 
     def _unclaim(self, replica: Replica) -> None:
         replica.in_flight -= 1
-        if replica.state is InstanceState.DRAINING and replica.in_flight == 0:
-            self._stop(replica)
+        self.instances.request_done(replica)
         self._dispatch()
 
     def _fail_waiters(self, make_error: Callable[[], Exception]) -> None:
@@ -237,238 +231,28 @@ class Deployment:
             if not waiter.done():
                 waiter.set_exception(make_error())
 
-    # ── instances ───────────────────────────────────────────────────────────
-
-    def _count(self, *states: InstanceState) -> int:
-        return sum(1 for r in self._replicas if r.state in states)
+    # ── capacity for waiting requests ───────────────────────────────────────
 
     def _ensure_capacity(self) -> None:
         """A request waits: when nothing is ready or starting, start an instance now (not on the next tick)."""
-        if self._count(InstanceState.READY, InstanceState.STARTING):
+        if self.instances.count(InstanceState.READY, InstanceState.STARTING):
             return
-        if self._in_backoff():
-            self._fail_waiters(self._start_failed_error)
+        if self.instances.in_backoff():
+            self._fail_waiters(self.instances.start_failed_error)
             return
         self.cold_starts += 1
         self._desired = max(self._desired, 1)
-        self._launch()
+        self.instances.launch()
 
-    def _in_backoff(self) -> bool:
-        return self._backoff_until is not None and self.clock() < self._backoff_until
-
-    def _start_failed_error(self) -> InstanceStartFailed:
-        wait = RETRY_AFTER_S
-        if self._backoff_until is not None:
-            wait = max(RETRY_AFTER_S, math.ceil(self._backoff_until - self.clock()))
-        return InstanceStartFailed(
-            f"Model '{self.spec.id}' is unavailable: {self._last_failure or 'its instance failed to start'}",
-            retry_after=wait,
-        )
-
-    def _launch(self) -> Replica:
-        self._seq += 1
-        replica = Replica(id=f"{self._slug}-{self._seq}", created_at=self.clock())
-        self._replicas.append(replica)
-        self.instances_started += 1
-        self._spawn(self._start(replica), f"start:{replica.id}")
-        return replica
-
-    async def _start(self, replica: Replica) -> None:
-        if self.source is not None and not await self._fetch(replica):
-            return
-        try:
-            instance = await self._backend.start(self.spec, replica.id)
-        except Exception as exc:  # the backend could not even launch it (no such program, no port …)
-            log.exception("model %s: instance %s could not be launched", self.spec.id, replica.id)
-            self._start_failed(replica, f"instance could not be launched: {exc}")
-            return
-        replica.instance = instance
-        self._spawn(self._watch_exit(replica, instance), f"exit:{replica.id}")
-        if replica.state is not InstanceState.STARTING:  # scaled away while it was launching
-            await self._backend.stop(instance, self._stop_grace_s)
-            return
-        url = instance.address + "/health"
-        deadline = replica.created_at + self.spec.start_timeout_s
-        announced = False
-        while replica.state is InstanceState.STARTING and not instance.exited.is_set():
-            if self.clock() >= deadline:
-                self._start_timed_out(replica)
-                return
-            if await self._healthy(url):
-                if replica.state is InstanceState.STARTING and not instance.exited.is_set():
-                    self._became_ready(replica)
-                return
-            # the next poll, or sooner: the process exits, or it announces it is ready (then /health at once)
-            events = [instance.exited] if announced else [instance.exited, instance.announced]
-            if not any(event.is_set() for event in events):
-                waits = [asyncio.ensure_future(event.wait()) for event in events]
-                try:
-                    await asyncio.wait(waits, timeout=HEALTH_POLL_S, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for wait in waits:
-                        wait.cancel()
-            announced = announced or instance.announced.is_set()
-
-    async def _fetch(self, replica: Replica) -> bool:
-        """Have the model's files on disk (a pull the first time); False when they cannot be had or the
-        instance was scaled away meanwhile. The start timeout counts from here, not from the download."""
-        assert self.source is not None
-        replica.fetching = True
-        try:
-            self.spec = await self.source.fetch()
-        except UnimodelError as exc:
-            replica.fetching = False
-            self._start_failed(replica, f"its files could not be pulled: {exc.message}")
-            return False
-        replica.fetching = False
-        replica.created_at = self.clock()
-        return replica.state is InstanceState.STARTING
-
-    def _checker(self) -> HealthChecker:
-        if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False)
-        return HealthChecker.from_runtime(self._http, self._runtime)
-
-    async def _healthy(self, url: str) -> bool:
-        return await self._checker().probe(url, HEALTH_TIMEOUT_S) is None
-
-    def _became_ready(self, replica: Replica) -> None:
-        replica.state = InstanceState.READY
-        replica.ready_at = self.clock()
-        self.last_start_s = replica.ready_at - replica.created_at
-        self._failures_in_a_row = 0
-        self._backoff_until = None
-        self._last_failure = None
-        log.info("model %s: instance %s ready after %.2f s", self.spec.id, replica.id, self.last_start_s)
-        assert replica.instance is not None
-        checked = (InstanceState.READY, InstanceState.DRAINING)
-        self._spawn(
-            watch_health(
-                replica.instance,
-                self._checker(),
-                lambda: replica.state in checked and not self._closed,
-                lambda why: self._unresponsive(replica, why),
-            ),
-            f"health:{replica.id}",
-        )
-        self._dispatch()
-
-    def _unresponsive(self, replica: Replica, why: str) -> None:
-        """A ready or draining instance stopped answering: out of the router now, killed (its requests fail as
-        for a crash), and replaced as after a crash."""
-        if replica.state not in (InstanceState.READY, InstanceState.DRAINING) or replica.instance is None:
-            return
-        was = replica.state
-        replica.state = InstanceState.FAILED
-        replica.failure = "stopped answering its health checks and was replaced"
-        self._forget(replica)
-        self.unresponsive += 1
-        log.error(
-            "model %s: %s instance %s (pid %s) is unresponsive (%s); killing it with %d requests in flight\n"
-            "--- last lines of its log ---\n%s",
-            self.spec.id,
-            was.value,
-            replica.id,
-            replica.instance.pid,
-            why,
-            replica.in_flight,
-            self._tail(replica) or "(empty)",
-        )
-        self._spawn(self._backend.kill(replica.instance), f"kill:{replica.id}")
+    def _replace_lost(self) -> None:
+        """A serving instance crashed or stopped answering: requests that wait for it need another."""
         if self._waiters:
             self._ensure_capacity()
 
-    def _start_timed_out(self, replica: Replica) -> None:
-        self._start_failed(
-            replica,
-            f"instance did not become ready within {self.spec.start_timeout_s:g} s (start_timeout_s)"
-            + _last_words(self._tail(replica)),
-        )
-
-    def _start_failed(self, replica: Replica, reason: str) -> None:
-        if replica.state is not InstanceState.STARTING:
-            return
-        replica.state = InstanceState.FAILED
-        self._forget(replica)
-        self.start_failures += 1
-        self._failures_in_a_row += 1
-        self._last_failure = reason
-        backoff = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failures_in_a_row - 1))
-        self._backoff_until = self.clock() + backoff
-        log.error(
-            "model %s: %s (next start in %.0f s at the earliest)\n--- last lines of instance %s's log ---\n%s",
-            self.spec.id,
-            reason,
-            backoff,
-            replica.id,
-            self._tail(replica) or "(empty)",
-        )
-        if replica.instance is not None and not replica.instance.exited.is_set():
-            self._spawn(self._backend.stop(replica.instance, self._stop_grace_s), f"stop:{replica.id}")
-        if not self._count(InstanceState.READY, InstanceState.STARTING):
-            self._fail_waiters(self._start_failed_error)
-
-    async def _watch_exit(self, replica: Replica, instance: Instance) -> None:
-        await instance.exited.wait()
-        code = instance.returncode
-        if replica.state is InstanceState.STARTING:
-            self._start_failed(
-                replica, "instance failed to start: " + (_last_line(self._tail(replica)) or f"exit code {code}")
-            )
-        elif replica.state in (InstanceState.READY, InstanceState.DRAINING):
-            was = replica.state
-            replica.state = InstanceState.FAILED
-            self._forget(replica)
-            self.crashes += 1
-            log.error(
-                "model %s: %s instance %s exited unexpectedly (exit code %s) with %d requests in flight\n"
-                "--- last lines of its log ---\n%s",
-                self.spec.id,
-                was.value,
-                replica.id,
-                code,
-                replica.in_flight,
-                self._tail(replica) or "(empty)",
-            )
-            if self._waiters:
-                self._ensure_capacity()
-
-    def _tail(self, replica: Replica) -> str:
-        if replica.instance is None:
-            return ""
-        return self._backend.log_tail(replica.instance, LOG_TAIL_LINES)
-
-    def _forget(self, replica: Replica) -> None:
-        with contextlib.suppress(ValueError):
-            self._replicas.remove(replica)
-
-    def _drain(self, replica: Replica) -> None:
-        """Take the instance out of the router; stop it once its requests are done."""
-        if replica.state is InstanceState.STARTING:
-            self._stop(replica)  # _start() stops it if it is still being launched
-        elif replica.state is InstanceState.READY:
-            replica.state = InstanceState.DRAINING
-            replica.draining_since = self.clock()
-            log.info("model %s: draining instance %s (%d in flight)", self.spec.id, replica.id, replica.in_flight)
-            if replica.in_flight == 0:
-                self._stop(replica)
-
-    def _stop(self, replica: Replica) -> None:
-        replica.state = InstanceState.STOPPED
-        self._forget(replica)
-        if replica.instance is not None:
-            log.info("model %s: stopping instance %s", self.spec.id, replica.id)
-            self._spawn(self._backend.stop(replica.instance, self._stop_grace_s), f"stop:{replica.id}")
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("model %s: task %s failed", self.spec.id, task.get_name(), exc_info=task.exception())
+    def _start_failed(self) -> None:
+        """A start failed: the waiting requests fail with its reason unless another instance is coming."""
+        if not self.instances.count(InstanceState.READY, InstanceState.STARTING):
+            self._fail_waiters(self.instances.start_failed_error)
 
     # ── scaling ─────────────────────────────────────────────────────────────
 
@@ -489,36 +273,17 @@ class Deployment:
         return Observation(
             now=self.clock(),
             concurrency=float(self.in_flight + self.queue_depth),
-            ready=self._count(InstanceState.READY),
-            starting=self._count(InstanceState.STARTING),
+            ready=self.instances.count(InstanceState.READY),
+            starting=self.instances.count(InstanceState.STARTING),
             last_request_at=self._last_request_at,
-            start_s=self.last_start_s,  # the policy's time scales follow how long an instance takes to start
+            start_s=self.instances.last_start_s,  # the policy's time scales follow how long an instance takes to start
         )
 
     async def tick(self) -> None:
         """One autoscaling step: deadlines, then the policy's decision, then start or drain instances."""
         if self._closed:
             return
-        now = self.clock()
-        for replica in list(self._replicas):
-            if (
-                replica.state is InstanceState.STARTING
-                and not replica.fetching
-                and now - replica.created_at >= self.spec.start_timeout_s
-            ):
-                self._start_timed_out(replica)
-            elif (
-                replica.state is InstanceState.DRAINING
-                and replica.draining_since is not None
-                and now - replica.draining_since >= self._runtime.drain_timeout_s
-            ):
-                log.warning(
-                    "model %s: instance %s still has %d requests after drain_timeout_s; stopping it",
-                    self.spec.id,
-                    replica.id,
-                    replica.in_flight,
-                )
-                self._stop(replica)
+        self.instances.expire()
         if not self._on:
             self._scale_to(0)
             return
@@ -535,17 +300,7 @@ class Deployment:
 
     def _scale_to(self, desired: int) -> None:
         self._desired = desired
-        active = [r for r in self._replicas if r.state in (InstanceState.STARTING, InstanceState.READY)]
-        if len(active) < desired:
-            if self._in_backoff():
-                return
-            for _ in range(min(desired, self._max) - len(active)):
-                self._launch()
-        elif len(active) > desired:
-            # Starting ones first (they serve no one yet), then the idlest, newest first.
-            active.sort(key=lambda r: (r.state is InstanceState.READY, r.in_flight, -r.created_at))
-            for replica in active[: len(active) - desired]:
-                self._drain(replica)
+        self.instances.scale_to(desired)
 
     # ── the cluster API ─────────────────────────────────────────────────────
 
@@ -586,16 +341,8 @@ class Deployment:
 
     def prefetch(self) -> None:
         """Start fetching the model's files now (a PUT on a model not pulled yet), not at its first instance."""
-        if self.source is not None and self.source.progress() is None and not self._closed:
-            self._spawn(self._prefetch(), "prefetch")
-
-    async def _prefetch(self) -> None:
-        assert self.source is not None
-        try:
-            self.spec = await self.source.fetch()
-        except UnimodelError as exc:
-            self._last_failure = f"its files could not be pulled: {exc.message}"
-            log.warning("model %s: %s", self.spec.id, self._last_failure)
+        if not self._closed:
+            self.instances.prefetch()
 
     def turn_off(self) -> None:
         """Refuse new requests (503 model_off), fail the waiting ones, drain every instance."""
@@ -616,13 +363,7 @@ class Deployment:
         """Refuse new requests, stop every instance, and wait for them to exit."""
         self._closed = True
         self._fail_waiters(self._off_error)
-        for replica in list(self._replicas):
-            self._stop(replica)
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
-        if self._own_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.instances.shutdown()
 
     def _off_error(self) -> ModelOff:
         if self._closed:
@@ -630,22 +371,22 @@ class Deployment:
         return ModelOff(f"Model '{self.spec.id}' is turned off; turn it on (PATCH status \"on\") to use it.")
 
     def _situation(self) -> str:
-        ready = self._count(InstanceState.READY)
-        starting = self._count(InstanceState.STARTING)
+        ready = self.instances.count(InstanceState.READY)
+        starting = self.instances.count(InstanceState.STARTING)
         if ready:
             return f"all {ready} ready instances are busy (instance_concurrency {self.spec.instance_concurrency})"
-        download = self.source.progress() if self.source is not None else None
+        download = self.instances.download()
         if download is not None:
             return f"its files are being pulled ({download['bytesDone']:,} of {download['bytesTotal']:,} bytes)"
         if starting:
             return f"{starting} instances are still starting"
-        return self._last_failure or "no instance is running"
+        return self.instances.last_failure or "no instance is running"
 
     # ── status and metrics ──────────────────────────────────────────────────
 
     @property
     def in_flight(self) -> int:
-        return sum(r.in_flight for r in self._replicas)
+        return sum(r.in_flight for r in self.instances.live)
 
     @property
     def queue_depth(self) -> int:
@@ -653,18 +394,18 @@ class Deployment:
 
     def instances_by_state(self) -> dict[str, int]:
         counts = {s.value: 0 for s in (InstanceState.STARTING, InstanceState.READY, InstanceState.DRAINING)}
-        for replica in self._replicas:
+        for replica in self.instances.live:
             counts[replica.state.value] = counts.get(replica.state.value, 0) + 1
         return counts
 
     def replicas(self) -> list[Replica]:
         """The live instances (starting, ready, draining), oldest first."""
-        return list(self._replicas)
+        return list(self.instances.live)
 
     def status(self) -> dict[str, Any]:
         """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
         by_state = self.instances_by_state()
-        download = self.source.progress() if self.source is not None else None
+        download = self.instances.download()
         if not self.is_on:
             status = "off"
         elif by_state["ready"]:
@@ -673,7 +414,7 @@ class Deployment:
             status = "downloading"
         elif by_state["starting"]:
             status = "starting"
-        elif self._last_failure is not None:
+        elif self.instances.last_failure is not None:
             status = "failed"
         else:
             status = "idle"
@@ -684,13 +425,13 @@ class Deployment:
             "modified": self.modified,
             "timeout": self._idle_timeout_s / 60,
             "capacity": {"min": self._min, "desired": self._desired, "max": self._max},
-            "instances": len(self._replicas),
+            "instances": len(self.instances.live),
             "inferences": self.inferences,
             "lastInference": self.last_inference,
             "instanceSeconds": round(self.instance_seconds, 3),
             "instancesByState": by_state,
             **({"download": download} if download is not None else {}),
-            **({"error": self._last_failure} if status == "failed" else {}),
+            **({"error": self.instances.last_failure} if status == "failed" else {}),
         }
 
     def metrics(self) -> dict[str, Any]:
@@ -699,15 +440,15 @@ class Deployment:
             "queue_depth": self.queue_depth,
             "in_flight": self.in_flight,
             "cold_starts": self.cold_starts,
-            "instances_started": self.instances_started,
-            "start_failures": self.start_failures,
-            "crashes": self.crashes,
-            "unresponsive": self.unresponsive,
+            "instances_started": self.instances.instances_started,
+            "start_failures": self.instances.start_failures,
+            "crashes": self.instances.crashes,
+            "unresponsive": self.instances.unresponsive,
             "queue_full": self.queue_full,
             "queue_timeouts": self.queue_timeouts,
             "inferences": self.inferences,
             "instance_seconds": self.instance_seconds,
-            "last_start_s": self.last_start_s,
+            "last_start_s": self.instances.last_start_s,
             **(self.source.metrics() if self.source is not None else {}),
         }
 
@@ -812,13 +553,3 @@ class Controller:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else ""
-
-
-def _last_words(tail: str) -> str:
-    line = _last_line(tail)
-    return f"; its last output: {line}" if line else ""

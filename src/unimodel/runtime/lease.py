@@ -14,13 +14,12 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from ..protocol.errors import UpstreamUnavailable
 from .backends import Instance
 
-if TYPE_CHECKING:
-    from .controller import Deployment
+RETRY_AFTER_S = 1.0  # what a full queue, a queue timeout or a failed start tells the client to wait (at least)
 
 
 class ModelUnavailable(UpstreamUnavailable):
@@ -97,12 +96,23 @@ class Lease:
             raise lease.failure()                             # 502 instance_failed, or end the stream
     """
 
-    def __init__(self, deployment: Deployment, replica: Replica, granted_at: float, queued_s: float) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        replica: Replica,
+        granted_at: float,
+        queued_s: float,
+        *,
+        clock: Callable[[], float],
+        on_release: Callable[[Replica, float], None],
+    ) -> None:
+        """`on_release(replica, elapsed_s)` is called once, when the lease is released."""
         assert replica.instance is not None
-        self._deployment = deployment
+        self._clock = clock
+        self._on_release = on_release
         self._replica = replica
         self._instance: Instance = replica.instance
-        self.model_id = deployment.spec.id
+        self.model_id = model_id
         self.instance_id = replica.id
         self.address = self._instance.address  # the instance's base URL, no trailing slash
         self.granted_at = granted_at
@@ -117,7 +127,7 @@ class Lease:
     @property
     def elapsed_s(self) -> float:
         """Instance time spent on this request so far (the `inference-time` header)."""
-        return max(0.0, self._deployment.clock() - self.granted_at)
+        return max(0.0, self._clock() - self.granted_at)
 
     async def instance_gone(self, wait_s: float = 1.0) -> bool:
         """Whether the instance has exited, waiting up to `wait_s` for the exit to be noticed (a reset connection
@@ -149,4 +159,4 @@ class Lease:
         """Give the slot back and record the instance time. Idempotent."""
         if not self.released:
             self.released = True
-            self._deployment._release(self)
+            self._on_release(self._replica, self.elapsed_s)
