@@ -3,10 +3,10 @@
 
 - every ``[runtime] tick_s`` (1 s) it observes, right then, the requests in flight plus waiting, the ready and
   the starting instances, the time of the last arrival and how long the latest instance took to start
-  (``Deployment.observe``; ``start_s`` is ``Deployment.last_start_s``), calls the policy with the
+  (``Deployment.observe``; ``start_s`` is ``Instances.last_start_s``), calls the policy with the
   config ``Deployment.policy_config`` builds (the ``[runtime]`` defaults of ``RuntimeConfig`` unless overridden),
-  clamps the answer to [min, max], keeps at least one instance while requests wait, and scales to it
-  (``Deployment.tick``);
+  clamps the answer to [min, max] and keeps at least one instance while requests wait (``policy.bounded``), and
+  scales to it (``Deployment.tick``);
 - a request that has to wait while no instance is ready or starting launches one at once, without waiting for a
   tick (``Deployment._ensure_capacity``).
 """
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from sim import Simulation
 
 from unimodel.config import RuntimeConfig
-from unimodel.runtime.policy import Observation, PolicyConfig, PolicyState, decide
+from unimodel.runtime.policy import Observation, PolicyConfig, PolicyState, bounded, decide
 
 __all__ = ["Ours", "policy_config"]
 
@@ -78,9 +78,6 @@ class Ours:
         decision = decide(self.config, observation, self.state)
         self.state = decision.state
         self.panic_ticks += decision.panic
-        desired = min(max(decision.desired, self.config.min_instances), self.config.max_instances)
-        if sim.queue and desired == 0:
-            desired = 1
-        sim.scale_to(desired)
+        sim.scale_to(bounded(self.config, decision.desired, len(sim.queue)))
         self._ticks += 1
         sim.at(self._ticks * self.tick_s, lambda: self._tick(sim))

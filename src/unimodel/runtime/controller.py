@@ -19,7 +19,6 @@ Errors a caller can see are drawn in lease.py.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import dataclasses
 import logging
@@ -47,7 +46,7 @@ from .lease import (
     QueueTimeout,
     Replica,
 )
-from .policy import Decision, Observation, PolicyConfig, PolicyState, decide
+from .policy import Decision, Observation, PolicyConfig, PolicyState, bounded, decide
 from .router import LeastLoadedRouter
 from .source import ModelSource
 
@@ -241,7 +240,7 @@ class Deployment:
             self._fail_waiters(self.instances.start_failed_error)
             return
         self.cold_starts += 1
-        self._desired = max(self._desired, 1)
+        self._desired = bounded(self.policy_config(), self._desired, len(self._waiters))
         self.instances.launch()
 
     def _replace_lost(self) -> None:
@@ -293,10 +292,7 @@ class Deployment:
             log.exception("model %s: the autoscaling policy failed; keeping %d instances", self.spec.id, self._desired)
             return
         self._policy_state = decision.state
-        desired = min(max(decision.desired, self._min), self._max)
-        if self._waiters and desired == 0:
-            desired = 1  # never leave waiting requests without an instance
-        self._scale_to(desired)
+        self._scale_to(bounded(self.policy_config(), decision.desired, len(self._waiters)))
 
     def _scale_to(self, desired: int) -> None:
         self._desired = desired
@@ -337,7 +333,7 @@ class Deployment:
             if self._on and not self._closed:
                 self._scale_to(desired)
         elif self._on and not self._closed:
-            self._scale_to(builtins.min(builtins.max(self._desired, lo), hi))
+            self._scale_to(bounded(self.policy_config(), self._desired))
 
     def prefetch(self) -> None:
         """Start fetching the model's files now (a PUT on a model not pulled yet), not at its first instance."""

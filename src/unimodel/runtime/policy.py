@@ -24,7 +24,10 @@ an instance takes to start (`Observation.start_s`, the latest launch-to-ready ti
    time). Down goes by at most `max_scale_down_rate` per decision (halving by default, and at least one).
 4. Zero only when nothing is in flight or queued and no request arrived for `idle_timeout_s`; until then at
    least one instance (the scale-to-zero grace), and at least one at once when load arrives at zero.
-5. Clamped to `[min_instances, max_instances]`.
+5. Clamped to `[min_instances, max_instances]` (`bounded`).
+
+`bounded` is also what the controller scales to from any policy's answer (an injected policy may ignore the
+bounds) and on a cold start: within the bounds, and never zero while requests wait for an instance.
 
 Desired is a total, not an increment, and starting instances count as capacity, so a backlog that piles up
 while instances load asks for one slot per request in total, never for more on top of those already starting.
@@ -158,12 +161,19 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
     else:
         desired = max(desired, 1)
 
-    desired = min(max(desired, config.min_instances), config.max_instances)
+    desired = bounded(config, desired)
     return Decision(
         desired=desired,
         state=PolicyState(samples=samples, wants=wants, panic_until=panic_until, desired=desired),
         panic=panic_until is not None,
     )
+
+
+def bounded(config: PolicyConfig, desired: int, waiting: int = 0) -> int:
+    """`desired` within `[min_instances, max_instances]`, and at least one while `waiting` requests wait for an
+    instance (else they would wait for one nobody starts)."""
+    desired = min(max(desired, config.min_instances), config.max_instances)
+    return max(desired, 1) if waiting else desired
 
 
 def _mean(values: list[float]) -> float:
