@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from unimodel.config import OpenModelConfig, RuntimeConfig, Settings
+from unimodel.gateway.routes_clusters import cluster_status, configure_cluster
 from unimodel.protocol.errors import InvalidRequest
 from unimodel.runtime.backend import Backend, Instance, LocalBackend, worker_command
 from unimodel.runtime.controller import (
@@ -137,14 +138,14 @@ async def test_first_request_starts_an_instance_at_once_and_waits_until_it_is_re
 ) -> None:
     controller = controllers(model(engine_args={"load_s": 0.5}))  # no tick loop: only the request can start it
     deployment = controller.deployments["fake/chat"]
-    assert deployment.status()["status"] == "idle"
-    assert deployment.status()["instances"] == 0
+    assert cluster_status(deployment)["status"] == "idle"
+    assert cluster_status(deployment)["instances"] == 0
 
     answer = await chat(deployment, client, "hello")
 
     assert answer["choices"][0]["message"]["content"] == "echo: hello"
     assert answer["queued_s"] >= 0.4  # it waited for the load, and was not refused while loading
-    status = deployment.status()
+    status = cluster_status(deployment)
     assert status["status"] == "running"
     assert status["instancesByState"] == {"starting": 0, "ready": 1, "draining": 0}
     assert status["inferences"] == 1
@@ -197,7 +198,7 @@ async def test_a_model_whose_instance_cannot_load_answers_503_with_the_reason_an
         assert result.retry_after is not None and result.retry_after >= 1
         assert "instance failed to start: error: model file not found: /models/missing.gguf" in result.message
     assert "error: model file not found: /models/missing.gguf" in caplog.text  # the log tail, in the server log
-    status = controller.deployments["fake/broken"].status()
+    status = cluster_status(controller.deployments["fake/broken"])
     assert status["status"] == "failed"
     assert status["instances"] == 0
     assert controller.metrics()["fake/broken"]["start_failures"] == 1
@@ -274,7 +275,7 @@ async def test_an_instance_that_exits_between_requests_is_replaced_by_the_next_r
     first = [await chat(deployment, client, f"r{i}") for i in range(2)]
     assert first[0]["instance_id"] == first[1]["instance_id"]
     await eventually(lambda: deployment.metrics()["crashes"] == 1, what="the exit being noticed")
-    assert deployment.status()["instances"] == 0
+    assert cluster_status(deployment)["instances"] == 0
 
     third = await chat(deployment, client, "r2")
 
@@ -296,7 +297,7 @@ async def test_from_zero_8_concurrent_requests_scale_out_then_back_to_zero_when_
     async def sample() -> None:
         nonlocal most
         while True:
-            most = max(most, deployment.status()["instances"])
+            most = max(most, cluster_status(deployment)["instances"])
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
@@ -306,10 +307,10 @@ async def test_from_zero_8_concurrent_requests_scale_out_then_back_to_zero_when_
     assert len({a["instance_id"] for a in answers}) >= 2
     assert most >= 2
     assert most <= 3
-    assert deployment.status()["inferences"] == 8
-    await eventually(lambda: deployment.status()["instances"] == 0, within_s=30, what="scale to zero")
+    assert cluster_status(deployment)["inferences"] == 8
+    await eventually(lambda: cluster_status(deployment)["instances"] == 0, within_s=30, what="scale to zero")
     sampler.cancel()
-    status = deployment.status()
+    status = cluster_status(deployment)
     assert status["status"] == "idle"
     assert status["capacity"] == {"min": 0, "desired": 0, "max": 3}
     backend = controller.backend
@@ -612,7 +613,7 @@ async def test_a_draining_instance_is_stopped_after_drain_timeout(memory: Memory
     await eventually(lambda: backend.stopped == [lease.instance_id], what="the draining instance stopping")
     assert lease.failed
     lease.release()
-    assert deployment.status()["inferences"] == 1
+    assert cluster_status(deployment)["inferences"] == 1
 
 
 async def test_a_starting_instance_past_start_timeout_fails_on_the_tick(memory: MemoryFactory) -> None:
@@ -626,7 +627,7 @@ async def test_a_starting_instance_past_start_timeout_fails_on_the_tick(memory: 
     with pytest.raises(InstanceStartFailed, match="did not become ready within 10 s"):
         await asyncio.wait_for(waiter, 5)
     assert backend.stopped == [backend.started[0].id]
-    assert deployment.status()["status"] == "failed"
+    assert cluster_status(deployment)["status"] == "failed"
     # The policy still wants one, but not before the back-off has passed.
     await deployment.tick()
     assert len(backend.started) == 1
@@ -643,7 +644,7 @@ async def test_instance_seconds_count_time_from_lease_to_release(memory: MemoryF
     assert lease.elapsed_s == 2.5
     lease.release()
     lease.release()  # idempotent
-    status = deployment.status()
+    status = cluster_status(deployment)
     assert status["instanceSeconds"] == 2.5
     assert status["inferences"] == 1
 
@@ -652,23 +653,23 @@ async def test_status_configure_and_turning_off(memory: MemoryFactory) -> None:
     deployment, backend = await memory(
         model("org/m", min_instances=0, max_instances=2, idle_timeout_s=120), policy=ManualPolicy(0)
     )
-    status = deployment.status()
+    status = cluster_status(deployment)
     assert status["modelId"] == "org/m"
     assert status["status"] == "idle"
     assert status["timeout"] == 2
     assert status["capacity"] == {"min": 0, "desired": 0, "max": 2}
     assert set(status) >= {"created", "modified", "instances", "inferences", "lastInference", "instanceSeconds"}
 
-    deployment.configure(min=1, desired=2, max=3, idle_timeout_s=60)
+    configure_cluster(deployment, min=1, desired=2, max=3, idle_timeout_s=60)
     await eventually(lambda: deployment.instances_by_state()["ready"] == 2, what="two ready instances")
-    assert deployment.status()["capacity"] == {"min": 1, "desired": 2, "max": 3}
-    assert deployment.status()["timeout"] == 1
+    assert cluster_status(deployment)["capacity"] == {"min": 1, "desired": 2, "max": 3}
+    assert cluster_status(deployment)["timeout"] == 1
     assert deployment.policy_config().min_instances == 1
     with pytest.raises(InvalidRequest, match=r"capacity.min \(4\) is greater than capacity.max \(3\)"):
-        deployment.configure(min=4)
+        configure_cluster(deployment, min=4)
 
     deployment.turn_off()
-    assert deployment.status()["status"] == "off"
+    assert cluster_status(deployment)["status"] == "off"
     await eventually(lambda: len(backend.stopped) == 2, what="the instances stopping")
     with pytest.raises(ModelOff) as caught:
         await deployment.acquire()

@@ -3,11 +3,14 @@
 Any caller may read a cluster (GET). Changing one (PUT, PATCH, DELETE) changes it for everyone, so when keys are
 on it takes an admin key; and no request can take a model past the instances its configuration allows
 (`max_instances`): the operator's config is the ceiling, the API moves within it.
+
+The API's view of a deployment (`cluster_status`) and its names for the deployment's settings (`capacity.min`,
+`desired`, `max`; `timeout` in minutes: `configure_cluster`) live here; runtime/controller.py knows neither.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
@@ -75,6 +78,67 @@ def within_config(spec_max: int, capacity: Capacity) -> None:
             )
 
 
+def configure_cluster(
+    deployment: Deployment,
+    *,
+    min: int | None = None,
+    desired: int | None = None,
+    max: int | None = None,
+    idle_timeout_s: float | None = None,
+) -> None:
+    """Change the capacity bounds (PUT/PATCH `capacity` and `timeout`); `desired` scales there now and the
+    policy carries on from it. Raises `InvalidRequest` naming the field that is wrong."""
+    lo = deployment.min_instances if min is None else min
+    hi = deployment.max_instances if max is None else max
+    if lo < 0:
+        raise InvalidRequest("capacity.min must be 0 or more", param="capacity.min")
+    if hi < 1:
+        raise InvalidRequest("capacity.max must be 1 or more", param="capacity.max")
+    if lo > hi:
+        raise InvalidRequest(f"capacity.min ({lo}) is greater than capacity.max ({hi})", param="capacity.min")
+    if desired is not None and not lo <= desired <= hi:
+        raise InvalidRequest(
+            f"capacity.desired ({desired}) must be between min ({lo}) and max ({hi})", param="capacity.desired"
+        )
+    if idle_timeout_s is not None and idle_timeout_s < 0:
+        raise InvalidRequest("timeout must be 0 or more", param="timeout")
+    deployment.set_capacity(min_instances=lo, max_instances=hi, desired=desired, idle_timeout_s=idle_timeout_s)
+
+
+def cluster_status(deployment: Deployment) -> dict[str, Any]:
+    """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
+    by_state = deployment.instances_by_state()
+    download = deployment.download()
+    if not deployment.is_on:
+        status = "off"
+    elif by_state["ready"]:
+        status = "running"
+    elif download is not None:
+        status = "downloading"
+    elif by_state["starting"]:
+        status = "starting"
+    elif deployment.last_failure is not None:
+        status = "failed"
+    else:
+        status = "idle"
+    capacity = {"min": deployment.min_instances, "desired": deployment.desired, "max": deployment.max_instances}
+    return {
+        "modelId": deployment.spec.id,
+        "status": status,
+        "created": deployment.created,
+        "modified": deployment.modified,
+        "timeout": deployment.idle_timeout_s / 60,
+        "capacity": capacity,
+        "instances": len(deployment.replicas()),
+        "inferences": deployment.inferences,
+        "lastInference": deployment.last_inference,
+        "instanceSeconds": round(deployment.instance_seconds, 3),
+        "instancesByState": by_state,
+        **({"download": download} if download is not None else {}),
+        **({"error": deployment.last_failure} if status == "failed" else {}),
+    }
+
+
 def routes(gateway: Gateway) -> list[Route]:
     paths = [("/models/v2/list/clusters", ["GET"]), ("/models/v2/{model_id:path}", ["GET", "PUT", "PATCH", "DELETE"])]
     if gateway.link is not None:  # a gateway process of `serve --workers N`: the runtime process owns the clusters
@@ -117,7 +181,8 @@ def routes(gateway: Gateway) -> list[Route]:
         within_config(target.spec.max_instances, cap)
         if body.status == "on" or (body.status is None and not allow_status):
             target.turn_on()
-        target.configure(
+        configure_cluster(
+            target,
             min=cap.min,
             desired=cap.desired,
             max=cap.max,
@@ -135,11 +200,11 @@ def routes(gateway: Gateway) -> list[Route]:
     @v2
     async def patch_cluster(request: Request) -> Response:
         target = await configure(request, allow_status=True)
-        return _envelope(target.status())
+        return _envelope(cluster_status(target))
 
     @v2
     async def get_cluster(request: Request) -> Response:
-        return _envelope((await deployment(request)).status())
+        return _envelope(cluster_status(await deployment(request)))
 
     @v2
     async def delete_cluster(request: Request) -> Response:
@@ -149,7 +214,7 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @v2
     async def list_clusters(request: Request) -> Response:
-        return _envelope(gateway.open.controller.statuses())
+        return _envelope([cluster_status(d) for d in gateway.open.controller.deployments.values()])
 
     return [
         Route("/models/v2/list/clusters", list_clusters, methods=["GET"]),

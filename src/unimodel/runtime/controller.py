@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 
 from ..config import OpenModelConfig, RuntimeConfig, Settings
-from ..protocol.errors import InvalidRequest
 from .backends import Backend
 from .instances import STOP_GRACE_S, Instances
 from .lease import (
@@ -298,32 +297,42 @@ class Deployment:
         self._desired = desired
         self.instances.scale_to(desired)
 
-    # ── the cluster API ─────────────────────────────────────────────────────
+    # ── capacity and on/off (the cluster API's PUT, PATCH, DELETE) ──────────
 
-    def configure(
+    @property
+    def min_instances(self) -> int:
+        return self._min
+
+    @property
+    def max_instances(self) -> int:
+        return self._max
+
+    @property
+    def desired(self) -> int:
+        """The instances the model is being scaled to (starting and ready), as last decided."""
+        return self._desired
+
+    @property
+    def idle_timeout_s(self) -> float:
+        return self._idle_timeout_s
+
+    def set_capacity(
         self,
         *,
-        min: int | None = None,
+        min_instances: int | None = None,
+        max_instances: int | None = None,
         desired: int | None = None,
-        max: int | None = None,
         idle_timeout_s: float | None = None,
     ) -> None:
-        """Change the capacity bounds (PUT/PATCH `capacity` and `timeout`); `desired` scales there now and the
-        policy carries on from it. Raises `InvalidRequest` naming the field that is wrong."""
-        lo = self._min if min is None else min
-        hi = self._max if max is None else max
-        if lo < 0:
-            raise InvalidRequest("capacity.min must be 0 or more", param="capacity.min")
-        if hi < 1:
-            raise InvalidRequest("capacity.max must be 1 or more", param="capacity.max")
-        if lo > hi:
-            raise InvalidRequest(f"capacity.min ({lo}) is greater than capacity.max ({hi})", param="capacity.min")
-        if desired is not None and not lo <= desired <= hi:
-            raise InvalidRequest(
-                f"capacity.desired ({desired}) must be between min ({lo}) and max ({hi})", param="capacity.desired"
-            )
+        """Change the bounds the policy scales within and the idle timeout (None: unchanged); `desired` scales
+        there now and the policy carries on from it. Raises `ValueError` unless 0 <= min <= desired <= max,
+        1 <= max and 0 <= idle_timeout_s."""
+        lo = self._min if min_instances is None else min_instances
+        hi = self._max if max_instances is None else max_instances
+        if not (0 <= lo <= hi and hi >= 1 and (desired is None or lo <= desired <= hi)):
+            raise ValueError(f"capacity must satisfy 0 <= min ({lo}) <= desired ({desired}) <= max ({hi}), max >= 1")
         if idle_timeout_s is not None and idle_timeout_s < 0:
-            raise InvalidRequest("timeout must be 0 or more", param="timeout")
+            raise ValueError(f"idle_timeout_s must be >= 0, not {idle_timeout_s}")
         self._min, self._max = lo, hi
         if idle_timeout_s is not None:
             self._idle_timeout_s = idle_timeout_s
@@ -398,37 +407,14 @@ class Deployment:
         """The live instances (starting, ready, draining), oldest first."""
         return list(self.instances.live)
 
-    def status(self) -> dict[str, Any]:
-        """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
-        by_state = self.instances_by_state()
-        download = self.instances.download()
-        if not self.is_on:
-            status = "off"
-        elif by_state["ready"]:
-            status = "running"
-        elif download is not None:
-            status = "downloading"
-        elif by_state["starting"]:
-            status = "starting"
-        elif self.instances.last_failure is not None:
-            status = "failed"
-        else:
-            status = "idle"
-        return {
-            "modelId": self.spec.id,
-            "status": status,
-            "created": self.created,
-            "modified": self.modified,
-            "timeout": self._idle_timeout_s / 60,
-            "capacity": {"min": self._min, "desired": self._desired, "max": self._max},
-            "instances": len(self.instances.live),
-            "inferences": self.inferences,
-            "lastInference": self.last_inference,
-            "instanceSeconds": round(self.instance_seconds, 3),
-            "instancesByState": by_state,
-            **({"download": download} if download is not None else {}),
-            **({"error": self.instances.last_failure} if status == "failed" else {}),
-        }
+    @property
+    def last_failure(self) -> str | None:
+        """Why the latest instance start (or pull) failed; None once an instance is ready."""
+        return self.instances.last_failure
+
+    def download(self) -> dict[str, Any] | None:
+        """The pull of the model's files under way (`bytesDone`, `bytesTotal` …), or None."""
+        return self.instances.download()
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -525,10 +511,6 @@ class Controller:
                 await deployment.tick()
             except Exception:
                 log.exception("model %s: autoscaling tick failed", deployment.spec.id)
-
-    def statuses(self) -> list[dict[str, Any]]:
-        """Every model's cluster status (`GET /models/v2/list/clusters`)."""
-        return [d.status() for d in self.deployments.values()]
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         return {model_id: d.metrics() for model_id, d in self.deployments.items()}
