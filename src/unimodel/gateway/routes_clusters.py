@@ -22,7 +22,7 @@ from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
 from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from ..protocol.model_ids import check_model_id
-from ..runtime.controller import Deployment
+from ..runtime.deployment import Deployment
 from . import dispatch
 from .context import RequestContext, context
 from .http import guarded, json_response, read_body

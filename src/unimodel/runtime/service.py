@@ -45,9 +45,11 @@ from ..providers.transport import (
 )
 from .backends import Backend, LocalBackend
 from .catalog import OpenCatalog
-from .controller import Controller, Deployment, Lease
+from .controller import Controller
+from .deployment import Deployment
 from .hub import HubModels
 from .instance_adapter import InstanceAdapter
+from .lease import Lease
 
 log = logging.getLogger("unimodel.runtime")
 
