@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from unimodel.config import OpenModelConfig, RuntimeConfig, Settings
 from unimodel.gateway.routes_clusters import cluster_status, configure_cluster
@@ -51,7 +52,7 @@ def model(model_id: str = "fake/chat", **overrides: Any) -> OpenModelConfig:
     fields: dict[str, Any] = {
         "id": model_id,
         "task": "chat",
-        "runtime": "transformers",
+        "engine": "transformers",
         "max_instances": 1,
         "start_timeout_s": 30,
         "queue_timeout_s": 60,
@@ -364,7 +365,7 @@ async def test_stop_kills_an_instance_that_ignores_sigterm_after_the_grace_perio
 def test_the_worker_command_line_follows_the_contract() -> None:
     spec = model(
         "org/name",
-        runtime="llama.cpp",
+        engine="llama.cpp",
         path="/m/x.gguf",
         engine_args={"n_ctx": 2048, "flash": True, "load_s": 0.1},
     )
@@ -376,11 +377,21 @@ def test_the_worker_command_line_follows_the_contract() -> None:
     ]  # fmt: skip
     assert "--command" not in argv
     external = OpenModelConfig(
-        id="ext", runtime="command", command="llama-server --port {port}", health_path="/v1/models", start_timeout_s=90
+        id="ext", engine="command", command="llama-server --port {port}", health_path="/v1/models", start_timeout_s=90
     )
     assert worker_command(external, 7)[-6:] == [
         "--command", "llama-server --port {port}", "--health-path", "/v1/models", "--start-timeout", "90",
     ]  # fmt: skip
+
+
+def test_a_models_old_runtime_key_still_names_its_engine_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="unimodel.config")
+    spec = OpenModelConfig.model_validate({"id": "org/old", "runtime": "llama.cpp", "path": "/m/x.gguf"})
+    assert (spec.engine, spec.runtime) == ("llama.cpp", "llama.cpp")
+    assert "engine" in spec.model_fields_set  # a Hub table's own choice is still seen as the table's
+    assert 'model \'org/old\': `runtime = "llama.cpp"` is deprecated; call it `engine = "llama.cpp"`' in caplog.text
+    with pytest.raises(ValidationError, match="give only `engine`"):
+        OpenModelConfig.model_validate({"id": "org/old", "runtime": "llama.cpp", "engine": "llama.cpp"})
 
 
 # ── in memory: queue, router, scaling decisions ─────────────────────────────

@@ -123,7 +123,7 @@ def test_models_lists_bundled_configured_and_pulled(env: dict[str, str], tmp_pat
     assert gguf is not None
     config = tmp_path / "unimodel.toml"
     config.write_text(
-        f'[[models]]\nid = "mine/smol"\nruntime = "llama.cpp"\npath = "{gguf}"\n\n'
+        f'[[models]]\nid = "mine/smol"\nengine = "llama.cpp"\npath = "{gguf}"\n\n'
         '[[models]]\nid = "acme/bert"\ntask = "fill-mask"\nmax_instances = 2\n'
     )
     listed = unimodel(env, "models", "--json", "--config", str(config))

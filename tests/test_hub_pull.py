@@ -363,17 +363,17 @@ def test_removal_frees_that_repos_files_only(make_hub: Callable[..., HubModels],
 def test_a_pulled_model_and_a_configured_one_become_the_same_spec(make_hub: Callable[..., HubModels]) -> None:
     models = make_hub()
     local = pull_sync(models, "acme/tiny-GGUF")
-    by_hand = OpenModelConfig(id="acme/tiny-GGUF", task="text-generation", runtime="llama.cpp", path=str(local.path))
+    by_hand = OpenModelConfig(id="acme/tiny-GGUF", task="text-generation", engine="llama.cpp", path=str(local.path))
     assert model_config(local) == by_hand
     table = OpenModelConfig(id="acme/tiny-GGUF", max_instances=3, engine_args={"n_ctx": 512})
     spec = asyncio.run(models.configured(table))
     assert spec == by_hand.model_copy(update={"max_instances": 3, "engine_args": {"n_ctx": 512}})
     chat = asyncio.run(models.configured(OpenModelConfig(id="acme/tiny-GGUF", task="chat")))
-    assert (chat.task, chat.runtime) == ("chat", "llama.cpp")  # the table's own task wins
-    mismatch = OpenModelConfig(id="acme/tiny-GGUF", runtime="transformers")
+    assert (chat.task, chat.engine) == ("chat", "llama.cpp")  # the table's own task wins
+    mismatch = OpenModelConfig(id="acme/tiny-GGUF", engine="transformers")
     error = failure(lambda: asyncio.run(models.configured(mismatch)))
-    assert (error.status, error.param) == (400, "runtime") and 'set runtime = "llama.cpp"' in error.message
-    with_path = OpenModelConfig(id="mine", path="/models/x.gguf", runtime="llama.cpp")
+    assert (error.status, error.param) == (400, "engine") and 'set engine = "llama.cpp"' in error.message
+    with_path = OpenModelConfig(id="mine", path="/models/x.gguf", engine="llama.cpp")
     assert asyncio.run(models.configured(with_path)) is with_path
 
 

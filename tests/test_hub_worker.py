@@ -65,7 +65,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 def worker(local: LocalModel, *engine_args: str) -> WorkerProcess:
     spec = model_config(local)
     assert spec.path is not None
-    args = ["--engine", spec.runtime, "--task", spec.task, "--model-id", spec.id, "--path", spec.path]
+    args = ["--engine", spec.engine, "--task", spec.task, "--model-id", spec.id, "--path", spec.path]
     for arg in engine_args:
         args += ["--engine-arg", arg]
     return WorkerProcess(*args)

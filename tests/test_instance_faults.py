@@ -439,7 +439,7 @@ tick_s = 0.2
 [[models]]
 id = "{CHAT}"
 task = "chat"
-runtime = "command"
+engine = "command"
 command = "{template}"
 idle_timeout_s = 600
 {extra}

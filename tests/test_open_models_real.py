@@ -34,14 +34,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
             {
                 "id": SCALED,
                 "task": "chat",
-                "runtime": "llama.cpp",
+                "engine": "llama.cpp",
                 "path": str(gguf),
                 "max_instances": 3,
                 "instance_concurrency": 1,
                 "idle_timeout_s": 3,
                 "engine_args": {"n_threads": 1, "n_ctx": 512},
             },
-            {"id": "local/missing", "task": "chat", "runtime": "llama.cpp", "path": "/nonexistent/model.gguf"},
+            {"id": "local/missing", "task": "chat", "engine": "llama.cpp", "path": "/nonexistent/model.gguf"},
         ],
         runtime={"log_dir": str(logs), "tick_s": 0.25, "stable_window_s": 4, "panic_window_s": 1},
     )
@@ -160,11 +160,11 @@ def test_busy_real_instances_pass_tight_health_checks(tmp_path: Path) -> None:
             {
                 "id": SMOLLM2_ID,
                 "task": "chat",
-                "runtime": "llama.cpp",
+                "engine": "llama.cpp",
                 "path": str(gguf),
                 "engine_args": {"n_threads": 2, "n_ctx": 1024},
             },
-            {"id": MINILM_ID, "task": "feature-extraction", "runtime": "transformers", "path": str(minilm)},
+            {"id": MINILM_ID, "task": "feature-extraction", "engine": "transformers", "path": str(minilm)},
         ],
         runtime={
             "default_models": False,

@@ -82,7 +82,7 @@ tick_s = 0.2
 [[models]]
 id = "{OPEN_MODEL}"
 task = "chat"
-runtime = "command"
+engine = "command"
 command = "{template}"
 max_instances = 1
 instance_concurrency = 8

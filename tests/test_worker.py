@@ -50,7 +50,7 @@ def test_bundled_helpers_find_the_installed_models() -> None:
     gguf, minilm = smollm2_gguf(), all_minilm_dir()
     assert gguf is not None and gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.stat().st_size > 10_000_000
     assert minilm is not None and (minilm / "modules.json").is_file()
-    assert [(m.task, m.runtime) for m in bundled_models()] == [
+    assert [(m.task, m.engine) for m in bundled_models()] == [
         ("chat", "llama.cpp"),
         ("feature-extraction", "transformers"),
     ]
@@ -355,7 +355,7 @@ def test_local_backend_learns_of_readiness_from_the_worker(tmp_path: Path) -> No
 
     gguf = smollm2_gguf()
     assert gguf is not None
-    spec = OpenModelConfig(id="smol", task="chat", runtime="llama.cpp", path=str(gguf), engine_args={"n_ctx": 512})
+    spec = OpenModelConfig(id="smol", task="chat", engine="llama.cpp", path=str(gguf), engine_args={"n_ctx": 512})
 
     async def scenario() -> None:
         backend = LocalBackend(RuntimeConfig(log_dir=str(tmp_path)))

@@ -424,7 +424,7 @@ class Gateway:
         model = {
             "id": setup.model_id,
             "task": "chat",
-            "runtime": "llama.cpp",
+            "engine": "llama.cpp",
             "path": setup.gguf,
             "min_instances": 0,
             "max_instances": 1,

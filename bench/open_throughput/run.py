@@ -370,7 +370,7 @@ class Gateway(Target):
         model = {
             "id": setup.model_id,
             "task": "chat",
-            "runtime": "llama.cpp",
+            "engine": "llama.cpp",
             "path": setup.gguf,
             "min_instances": instances,
             "max_instances": instances,

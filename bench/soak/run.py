@@ -162,7 +162,7 @@ max_retries = 0
 [[models]]
 id = "{OPEN}"
 task = "chat"
-runtime = "llama.cpp"
+engine = "llama.cpp"
 path = "{gguf}"
 max_instances = 2
 instance_concurrency = 2

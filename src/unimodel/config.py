@@ -8,6 +8,7 @@ file when `--config` is not given.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -16,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+log = logging.getLogger("unimodel.config")
 
 
 class ConfigError(Exception):
@@ -262,7 +265,11 @@ class OpenModelConfig(BaseModel):
 
     id: str = Field(min_length=1, description="The model id clients call, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
     task: str = Field(default="chat", description="chat, text-generation, feature-extraction, fill-mask, …")
-    runtime: Literal["llama.cpp", "transformers", "command"] = "transformers"
+    engine: Literal["llama.cpp", "transformers", "command"] = Field(
+        default="transformers",
+        description='What serves the model in its instances: llama.cpp (GGUF files), transformers, or "command" '
+        "(an external OpenAI-compatible server). `runtime` is its old name (deprecated).",
+    )
     path: str | None = Field(default=None, description="A local file or folder; the Hugging Face id when absent.")
     revision: str | None = Field(default=None, description="No path: the Hub revision to pull (branch, tag, commit).")
     file: str | None = Field(
@@ -276,9 +283,9 @@ class OpenModelConfig(BaseModel):
     queue_size: int = Field(default=256, ge=1, description="Requests that may wait for capacity; more get a 503.")
     queue_timeout_s: float = Field(default=300.0, gt=0, description="Longest wait for capacity; then a 503.")
     command: str | None = Field(
-        default=None, description="runtime = command: the server to launch, with {port}, {model} and {path}."
+        default=None, description="engine = command: the server to launch, with {port}, {model} and {path}."
     )
-    health_path: str = Field(default="/health", description="runtime = command: the URL path that says ready.")
+    health_path: str = Field(default="/health", description="engine = command: the URL path that says ready.")
     engine_args: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Passed to the engine (llama.cpp: n_ctx, n_threads; transformers: dtype)."
     )
@@ -287,6 +294,28 @@ class OpenModelConfig(BaseModel):
         description="Environment variables for this model's instances, on top of the few they inherit "
         "([runtime] pass_env).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """`runtime` is the old name of `engine`: accepted, with a warning (it also named a package, a section
+        and a process)."""
+        if not isinstance(data, dict) or "runtime" not in data:
+            return data
+        data = dict(data)
+        old = data.pop("runtime")
+        if "engine" in data:
+            raise ValueError("`runtime` is the old name of `engine`; give only `engine`")
+        data["engine"] = old
+        log.warning(
+            'model \'%s\': `runtime = "%s"` is deprecated; call it `engine = "%s"`', data.get("id", "?"), old, old
+        )
+        return data
+
+    @property
+    def runtime(self) -> str:
+        """Deprecated: the old name of `engine`, for code written before the rename."""
+        return self.engine
 
     @field_validator("id")
     @classmethod
@@ -304,8 +333,8 @@ class OpenModelConfig(BaseModel):
             raise ValueError(
                 f"model '{self.id}': min_instances ({self.min_instances}) > max_instances ({self.max_instances})"
             )
-        if self.runtime == "command" and not self.command:
-            raise ValueError(f"model '{self.id}': runtime = \"command\" needs a command template")
+        if self.engine == "command" and not self.command:
+            raise ValueError(f"model '{self.id}': engine = \"command\" needs a command template")
         return self
 
 

@@ -19,8 +19,13 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 class BundledModel:
     id: str
     task: str
-    runtime: str  # the worker's --engine
+    engine: str  # the worker's --engine
     path: Path
+
+    @property
+    def runtime(self) -> str:
+        """Deprecated: the old name of `engine`."""
+        return self.engine
 
 
 def _package_dir(name: str) -> Path | None:

@@ -31,7 +31,7 @@ def default_models() -> list[OpenModelConfig]:
     """The bundled models `make install` puts on the machine (SmolLM2 chat, all-MiniLM embeddings), if installed."""
     return [
         OpenModelConfig(
-            id=m.id, task=m.task, runtime=m.runtime, path=str(m.path), max_instances=2 if m.task == "chat" else 1
+            id=m.id, task=m.task, engine=m.engine, path=str(m.path), max_instances=2 if m.task == "chat" else 1
         )
         for m in bundled_models()
     ]
@@ -55,7 +55,7 @@ class OpenCatalog:
                 self._add(spec, HubSource(hub, spec))
 
     def _add_configured(self, table: OpenModelConfig) -> None:
-        if table.path is not None or table.runtime == "command":
+        if table.path is not None or table.engine == "command":
             self.controller.add(table)
             return
         local = self.hub.local(table.id, revision=table.revision, file=table.file)
@@ -106,7 +106,7 @@ class OpenCatalog:
         known = self.canonical(model_id)  # another request adopted it while this one asked the Hub
         if known is not None:
             return known
-        spec = OpenModelConfig.model_validate({"id": plan.repo_id, "task": plan.task, "runtime": plan.engine})
+        spec = OpenModelConfig.model_validate({"id": plan.repo_id, "task": plan.task, "engine": plan.engine})
         log.info(
             "model %s: %s on %s, %s to pull (%s)",
             spec.id,

@@ -1,6 +1,6 @@
 """The environment an instance starts with: what an engine needs from the gateway's, never the gateway's secrets.
 
-An instance runs model code (and, with `runtime = "command"`, any server the operator names); it needs no key
+An instance runs model code (and, with `engine = "command"`, any server the operator names); it needs no key
 the gateway holds. It gets, from the gateway's environment:
 
 - the basics: PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, TZ, TMPDIR/TMP/TEMP, PYTHONPATH, VIRTUAL_ENV,

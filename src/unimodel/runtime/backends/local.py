@@ -49,14 +49,14 @@ CommandFor = Callable[[OpenModelConfig, int], Sequence[str]]
 def worker_command(spec: OpenModelConfig, port: int, *, program: Sequence[str] = WORKER_PROGRAM) -> list[str]:
     """The worker's command line for `spec` on `port` (docs/open-models.md); `program` replaces the interpreter
     and module (tests pass a fake worker script that takes the same arguments)."""
-    argv = [*program, "--engine", spec.runtime, "--task", spec.task, "--model-id", spec.id]
+    argv = [*program, "--engine", spec.engine, "--task", spec.task, "--model-id", spec.id]
     if spec.path:
         argv += ["--path", spec.path]
     argv += ["--port", str(port)]
     for key, value in spec.engine_args.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         argv += ["--engine-arg", f"{key}={text}"]
-    if spec.runtime == "command":
+    if spec.engine == "command":
         argv += ["--command", spec.command or "", "--health-path", spec.health_path]
         argv += ["--start-timeout", f"{spec.start_timeout_s:g}"]
     return argv

@@ -192,23 +192,23 @@ class LocalCatalog:
 
 def model_config(local: LocalModel, table: OpenModelConfig | None = None) -> OpenModelConfig:
     """The spec the controller takes for a pulled model: `table`'s settings (a `[[models]]` table naming this
-    Hub id and no path) with the local path, and the task and runtime decided at pull time unless the table
-    sets them. A table whose runtime cannot load the pulled files is a 400."""
+    Hub id and no path) with the local path, and the task and engine decided at pull time unless the table
+    sets them. A table whose engine cannot load the pulled files is a 400."""
     if table is None:
         return OpenModelConfig.model_validate(
-            {"id": local.id, "task": local.task, "runtime": local.engine, "path": str(local.path)}
+            {"id": local.id, "task": local.task, "engine": local.engine, "path": str(local.path)}
         )
     update: dict[str, Any] = {"path": str(local.path)}
     chosen = table.model_fields_set
     if "task" not in chosen:
         update["task"] = local.task
-    if "runtime" not in chosen:
-        update["runtime"] = local.engine
-    elif table.runtime not in (local.engine, "command"):
+    if "engine" not in chosen:
+        update["engine"] = local.engine
+    elif table.engine not in (local.engine, "command"):
         raise InvalidRequest(
-            f"model '{table.id}': runtime = \"{table.runtime}\", but what the Hub has for it runs on {local.engine} "
-            f'({local.library}); set runtime = "{local.engine}" or leave it out.',
-            param="runtime",
+            f"model '{table.id}': engine = \"{table.engine}\", but what the Hub has for it runs on {local.engine} "
+            f'({local.library}); set engine = "{local.engine}" or leave it out.',
+            param="engine",
         )
     return table.model_copy(update=update)
 
