@@ -35,7 +35,7 @@ from unimodel.runtime.controller import (
     QueueFull,
     QueueTimeout,
 )
-from unimodel.runtime.policy import Decision, Observation, PolicyConfig, PolicyState
+from unimodel.runtime.policy import Decision, Observation, PolicyConfig, PolicyState, decide
 from unimodel.runtime.router import LeastLoadedRouter
 
 FAKE_WORKER = Path(__file__).parent / "fakes" / "fake_worker.py"
@@ -317,6 +317,23 @@ async def test_from_zero_8_concurrent_requests_scale_out_then_back_to_zero_when_
     backend = controller.backend
     assert isinstance(backend, LocalBackend)
     await eventually(lambda: not backend.running(), what="every instance process exiting")
+
+
+async def test_idle_time_counts_from_when_the_last_request_finished_not_from_its_arrival(
+    controllers: ControllerFactory, client: httpx.AsyncClient
+) -> None:
+    """A request longer than the idle timeout: the model keeps its instance for the idle timeout after it ends."""
+    controller = controllers(model(idle_timeout_s=2, engine_args={"load_s": 0.2}), policy=decide, tick_s=0.1)
+    deployment = controller.deployments["fake/chat"]
+    await controller.start()
+
+    await chat(deployment, client, "long", fake_delay_s=3)  # runs 3 s, past the 2 s idle timeout
+    finished = time.monotonic()
+
+    await asyncio.sleep(1)  # several ticks: the bug drained it at the first one
+    assert deployment.instances_by_state()["ready"] == 1
+    await eventually(lambda: cluster_status(deployment)["instances"] == 0, within_s=20, what="scale to zero")
+    assert time.monotonic() - finished >= 1.9
 
 
 async def test_scale_down_drains_an_instance_without_losing_its_request(
@@ -645,6 +662,26 @@ async def test_a_starting_instance_past_start_timeout_fails_on_the_tick(memory: 
     clock.now += 1.5
     await deployment.tick()
     await eventually(lambda: len(backend.started) == 2, what="a new start after the back-off")
+
+
+async def test_scale_to_zero_counts_idle_time_from_the_end_of_the_last_request(memory: MemoryFactory) -> None:
+    """The issue's case: idle_timeout_s = 8, the last request ran 12 s; it must not drop to zero 1 s after."""
+    clock = FakeClock()
+    deployment, _ = await memory(model("m", idle_timeout_s=8), policy=decide, clock=clock)
+    lease = await deployment.acquire()  # a cold start
+    clock.now += 12
+    await deployment.tick()
+    lease.release()
+
+    clock.now += 1
+    await deployment.tick()
+    assert deployment.instances_by_state()["ready"] == 1 and deployment.desired == 1
+    clock.now += 6.5
+    await deployment.tick()
+    assert deployment.instances_by_state()["ready"] == 1
+    clock.now += 0.5  # 8 s since it finished
+    await deployment.tick()
+    assert deployment.desired == 0 and deployment.instances_by_state()["ready"] == 0
 
 
 async def test_instance_seconds_count_time_from_lease_to_release(memory: MemoryFactory) -> None:

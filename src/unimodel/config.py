@@ -278,7 +278,9 @@ class OpenModelConfig(BaseModel):
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=1, ge=1)
     instance_concurrency: int = Field(default=1, ge=1, description="Requests one instance serves at once.")
-    idle_timeout_s: float = Field(default=600.0, ge=0, description="Scale to zero after this long without requests.")
+    idle_timeout_s: float = Field(
+        default=600.0, ge=0, description="Scale to zero after this long with no request waiting or in flight."
+    )
     start_timeout_s: float = Field(default=180.0, gt=0, description="An instance not ready by then has failed.")
     queue_size: int = Field(default=256, ge=1, description="Requests that may wait for capacity; more get a 503.")
     queue_timeout_s: float = Field(default=300.0, gt=0, description="Longest wait for capacity; then a 503.")

@@ -85,7 +85,9 @@ class Deployment:
         self._policy_state = PolicyState()
         self._on = True
         self._closed = False
-        self._last_request_at: float | None = None
+        # When the model last had work: a request arriving, waiting or in flight. Idle time counts from here,
+        # so a request longer than the idle timeout does not leave the model idle the moment it ends.
+        self._last_busy_at: float | None = None
 
         self.created = self.modified = _now_iso()
         self.inferences = 0
@@ -123,7 +125,7 @@ class Deployment:
         if self._closed or not self._on:
             raise self._off_error()
         arrived = self.clock()
-        self._last_request_at = arrived
+        self._last_busy_at = arrived
         if not self._waiters:
             replica = self._router.pick(self.instances.live, self.spec.instance_concurrency)
             if replica is not None:
@@ -163,6 +165,7 @@ class Deployment:
 
     def _abandon(self, waiter: asyncio.Future[Replica]) -> None:
         """A waiter gives up (timeout, cancelled client): drop it, or hand back the slot it was just given."""
+        self._last_busy_at = self.clock()
         if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             self._unclaim(waiter.result())
             return
@@ -185,6 +188,7 @@ class Deployment:
             waiter.set_result(replica)
 
     def _release(self, replica: Replica, elapsed_s: float) -> None:
+        self._last_busy_at = self.clock()
         self.instance_seconds += elapsed_s
         self.inferences += 1
         self.last_inference = _now_iso()
@@ -241,12 +245,16 @@ class Deployment:
         )
 
     def observe(self) -> Observation:
+        now = self.clock()
+        concurrency = self.in_flight + self.queue_depth
+        if concurrency:
+            self._last_busy_at = now
         return Observation(
-            now=self.clock(),
-            concurrency=float(self.in_flight + self.queue_depth),
+            now=now,
+            concurrency=float(concurrency),
             ready=self.instances.count(InstanceState.READY),
             starting=self.instances.count(InstanceState.STARTING),
-            last_request_at=self._last_request_at,
+            last_request_at=self._last_busy_at,
             start_s=self.instances.last_start_s,  # the policy's time scales follow how long an instance takes to start
         )
 

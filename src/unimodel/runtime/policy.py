@@ -22,8 +22,9 @@ an instance takes to start (`Observation.start_s`, the latest launch-to-ready ti
    default the start time. An instance is given back only once it has been unneeded for as long as replacing it
    would take (the break-even of keeping it: a shorter hold pays a start for every dip, a longer one pays idle
    time). Down goes by at most `max_scale_down_rate` per decision (halving by default, and at least one).
-4. Zero only when nothing is in flight or queued and no request arrived for `idle_timeout_s`; until then at
-   least one instance (the scale-to-zero grace), and at least one at once when load arrives at zero.
+4. Zero only when nothing is in flight or queued and the model has had no request (arriving, waiting or in
+   flight: `last_request_at`) for `idle_timeout_s`; until then at least one instance (the scale-to-zero
+   grace), and at least one at once when load arrives at zero.
 5. Clamped to `[min_instances, max_instances]` (`bounded`).
 
 `bounded` is also what the controller scales to from any policy's answer (an injected policy may ignore the
@@ -81,7 +82,9 @@ class Observation:
     concurrency: float  # requests in flight plus requests waiting, right now
     ready: int  # instances serving
     starting: int  # instances started but not ready yet: capacity on its way
-    last_request_at: float | None  # when the last request arrived (None: never)
+    # When the model last had a request — arriving, waiting or in flight: idle time counts from the end of the
+    # last one, not from its arrival (None: never).
+    last_request_at: float | None
     start_s: float | None = None  # how long the latest instance took from launch to ready (None: none yet)
 
 
