@@ -23,10 +23,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from unimodel.config import OpenModelConfig, RuntimeConfig, Settings
+from unimodel.config import ConfigError, OpenModelConfig, RuntimeConfig, Settings, load_settings
 from unimodel.gateway.routes_clusters import cluster_status, configure_cluster
 from unimodel.protocol.errors import InvalidRequest
+from unimodel.runtime import backends
 from unimodel.runtime.backend import Backend, Instance, LocalBackend, worker_command
+from unimodel.runtime.backends import Backends
 from unimodel.runtime.controller import (
     Controller,
     Deployment,
@@ -411,6 +413,21 @@ def test_a_models_old_runtime_key_still_names_its_engine_with_a_warning(caplog: 
         OpenModelConfig.model_validate({"id": "org/old", "runtime": "llama.cpp", "engine": "llama.cpp"})
 
 
+def test_a_backend_not_wired_in_yet_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "unimodel.toml"
+    path.write_text('[runtime]\nbackend = "container"\n')
+    with pytest.raises(ConfigError, match=r'runtime.backend: backend "container" \(one container per instance\) '
+                       r'is not available in this build yet; use "local"'):  # fmt: skip
+        load_settings(path)
+    path.write_text('[[models]]\nid = "acme/boxed"\npath = "/m/x.gguf"\nbackend = "container"\n')
+    with pytest.raises(ConfigError, match=r'models.0.backend: backend "container" .* not available in this build'):
+        load_settings(path)
+    path.write_text('[runtime]\nbackend = "ray"\n')
+    with pytest.raises(ConfigError, match=r"runtime.backend: Input should be 'local' or 'container'"):
+        load_settings(path)
+    assert RuntimeConfig().backend == "local"
+
+
 # ── in memory: queue, router, scaling decisions ─────────────────────────────
 
 
@@ -487,6 +504,30 @@ async def memory() -> AsyncIterator[MemoryFactory]:
     for deployment, http in made:
         await deployment.shutdown()
         await http.aclose()
+
+
+async def test_each_model_runs_on_its_own_backend_else_the_runtime_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    local, boxes = MemoryBackend(), MemoryBackend()
+    monkeypatch.setitem(backends.FACTORIES, "local", lambda settings: local)
+    monkeypatch.setitem(backends.FACTORIES, "container", lambda settings: boxes)  # as if wired in
+    always_healthy = httpx.MockTransport(lambda request: httpx.Response(200))
+    rounds = {"local": (["acme/plain"], ["acme/boxed"]), "container": ([], ["acme/plain", "acme/boxed"])}
+
+    for default, (on_local, in_boxes) in rounds.items():
+        local.started.clear()
+        boxes.started.clear()
+        settings = Settings(
+            models=[model("acme/plain"), model("acme/boxed", backend="container")], runtime={"backend": default}
+        )
+        async with httpx.AsyncClient(transport=always_healthy) as http:
+            controller = Controller(settings, Backends.from_settings(settings), policy=ManualPolicy(0), http=http)
+            for model_id in ("acme/plain", "acme/boxed"):
+                (await controller.deployments[model_id].acquire()).release()
+            await controller.aclose()
+
+        assert controller.backend is (local if default == "local" else boxes)
+        assert [i.model_id for i in local.started] == on_local
+        assert [i.model_id for i in boxes.started] == in_boxes
 
 
 class Node:

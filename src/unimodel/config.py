@@ -25,6 +25,19 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
+# Where open-model instances run (runtime/backends/); a name not wired into this build is refused at load.
+BackendName = Literal["local", "container"]
+
+
+def _wired_backend(name: str) -> str:
+    from .runtime.backends import problem  # the runtime knows which backends are wired in; it imports this module
+
+    why = problem(name)
+    if why is not None:
+        raise ValueError(why)
+    return name
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -265,6 +278,9 @@ class OpenModelConfig(BaseModel):
 
     id: str = Field(min_length=1, description="The model id clients call, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
     task: str = Field(default="chat", description="chat, text-generation, feature-extraction, fill-mask, …")
+    backend: BackendName | None = Field(
+        default=None, description="Where this model's instances run; [runtime] backend when unset."
+    )
     engine: Literal["llama.cpp", "transformers", "command"] = Field(
         default="transformers",
         description='What serves the model in its instances: llama.cpp (GGUF files), transformers, or "command" '
@@ -319,6 +335,11 @@ class OpenModelConfig(BaseModel):
         """Deprecated: the old name of `engine`, for code written before the rename."""
         return self.engine
 
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, name: str | None) -> str | None:
+        return None if name is None else _wired_backend(name)
+
     @field_validator("id")
     @classmethod
     def _check_id(cls, model_id: str) -> str:
@@ -345,7 +366,11 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["local"] = "local"
+    backend: BackendName = Field(
+        default="local",
+        description='Where open-model instances run: "local" (processes on this machine); "container" (one '
+        "container per instance) once this build has it. A model's own `backend` wins.",
+    )
     default_models: bool = Field(
         default=True, description="Offer the bundled SmolLM2-135M-Instruct and all-MiniLM-L6-v2 when installed."
     )
@@ -375,6 +400,11 @@ class RuntimeConfig(BaseModel):
         description="Environment variables instances inherit besides the defaults (PATH, HOME, locale, HF_*, "
         "CUDA_*, …); the gateway's secrets never reach them.",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, name: str) -> str:
+        return _wired_backend(name)
 
 
 class HubConfig(BaseModel):

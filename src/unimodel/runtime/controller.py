@@ -1,6 +1,6 @@
 """The controller: every open model's deployment (deployment.py), and the tick loop that scales them.
 
-    controller = Controller(settings, LocalBackend(settings.runtime))
+    controller = Controller(settings, Backends.from_settings(settings))   # or one Backend for every model
     await controller.start()                              # stops leftovers, then the tick loop
     deployment = controller.get("HuggingFaceTB/SmolLM2-135M-Instruct")
     async with deployment.lease() as lease:               # waits for a slot; may start an instance
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from ..config import OpenModelConfig, Settings
-from .backends import Backend
+from .backends import Backend, Backends
 from .deployment import Clock, Deployment, Policy
 from .instances import STOP_GRACE_S
 from .lease import (
@@ -62,15 +62,18 @@ class Controller:
     def __init__(
         self,
         settings: Settings,
-        backend: Backend,
+        backend: Backend | Backends,
         *,
         policy: Policy = decide,
         clock: Clock = time.monotonic,
         http: httpx.AsyncClient | None = None,
         stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
+        """`backend`: the backends by name (each model on its own `backend`, else `[runtime] backend`), or one
+        backend for every model."""
         self.runtime = settings.runtime
-        self.backend = backend
+        self.backends = backend if isinstance(backend, Backends) else Backends.only(backend)
+        self.backend = self.backends.default  # [runtime] backend's
         self._policy = policy
         self._clock = clock
         self._http = http
@@ -94,7 +97,7 @@ class Controller:
         deployment = Deployment(
             spec,
             self.runtime,
-            self.backend,
+            self.backends.for_model(spec),
             policy=self._policy,
             clock=self._clock,
             http=self._http,
@@ -115,10 +118,7 @@ class Controller:
     async def start(self) -> None:
         """Stop what a killed predecessor left running, then start the tick loop (every `runtime.tick_s`)."""
         if self._task is None:
-            try:
-                await self.backend.stop_leftovers()
-            except Exception:  # a start-up chore: never a reason not to serve
-                log.exception("stopping instances left by a previous run failed")
+            await self.backends.stop_leftovers()
             self._task = asyncio.create_task(self._loop(), name="unimodel-autoscaler")
 
     async def _loop(self) -> None:
@@ -144,7 +144,7 @@ class Controller:
                 await self._task
             self._task = None
         await asyncio.gather(*(d.shutdown() for d in self.deployments.values()))
-        await self.backend.aclose()
+        await self.backends.aclose()
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,7 +42,7 @@ from ..providers.transport import (
     TransportFailure,
     UpstreamResponse,
 )
-from .backends import Backend, LocalBackend
+from .backends import Backend, Backends
 from .catalog import OpenCatalog
 from .controller import Controller
 from .deployment import Deployment
@@ -68,10 +67,9 @@ class Metered:
 
 class OpenModels:
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
-        if backend is None:
-            state_dir = Path(settings.store.data_dir).expanduser() / "instances"  # leftovers.py
-            backend = LocalBackend(settings.runtime, state_dir=state_dir)
-        self.controller = Controller(settings.model_copy(update={"models": []}), backend)
+        """`backend`: one backend for every model (tests); by default each model's own, else `[runtime] backend`."""
+        backends = Backends.from_settings(settings) if backend is None else backend
+        self.controller = Controller(settings.model_copy(update={"models": []}), backends)
         self.catalog = OpenCatalog(settings, self.controller, HubModels(settings.hub))
         self._adapter = InstanceAdapter(ProviderConfig())
         self._read_timeout_s = settings.runtime.read_timeout_s
