@@ -1,7 +1,9 @@
 """What pulling a model through unimodel costs over huggingface_hub alone and over a plain HTTP GET, and
-whether concurrent pulls share one download. Run by hand (bench/pull/README.md).
+whether concurrent pulls share one download; and (--mode ttfa) the time to first answer for a never-seen model.
+Run by hand (bench/pull/README.md).
 
     .venv/bin/python bench/pull/run.py [--size-mb 256] [--rounds 3] [--throttle-mbps 0]
+    .venv/bin/python bench/pull/run.py --mode ttfa [--rounds 5] [--throttle-mbps 0]
 
 The fake Hub (tests/fakes/hf_hub.py, uvicorn on loopback, its own process) serves one random file of
 --size-mb as an LFS file (302 to its CDN route, then a streamed body). Each download runs in a fresh process
@@ -9,6 +11,10 @@ The fake Hub (tests/fakes/hf_hub.py, uvicorn on loopback, its own process) serve
 inside the client, start-up excluded), client CPU seconds per GB, fake-Hub CPU seconds per GB, bytes the
 fake served per byte of the file. Then the sharing checks: 8 concurrent `HubModels.ensure` calls in one
 process, and two `unimodel` processes started at once on one cache.
+
+--mode ttfa: the fake serves the bundled SmolLM2 GGUF as HuggingFaceTB/SmolLM2-135M-Instruct-GGUF, and three
+targets, interleaved round by round (the order rotating), each with an empty cache, get one chat answer
+(max_tokens = 1) from it — see ttfa.py.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import REPO, Children, child_env, cpu_seconds, free_port, interrupts_unwind  # noqa: E402
 
@@ -38,12 +45,28 @@ TARGETS = ("httpx", "hf_hub_download", "unimodel")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="3 (pull), 5 (ttfa)")
     parser.add_argument("--throttle-mbps", type=float, default=0.0, help="MB/s the fake sends per body (0: no cap)")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "pull")
+    parser.add_argument("--mode", choices=["pull", "ttfa"], default="pull")
+    parser.add_argument(
+        "--src", type=Path, help="ttfa: run unimodel serve and its workers from this source folder (PYTHONPATH)"
+    )
+    parser.add_argument(
+        "--no-poll-cost", dest="poll_cost", action="store_false", help="ttfa: skip the cost of one progress read"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.mode == "ttfa":
+        from ttfa import run_ttfa
+
+        if args.targets == ",".join(TARGETS):
+            args.targets = None
+        args.rounds = args.rounds or 5
+        run_ttfa(args)
+        return
+    args.rounds = args.rounds or 3
     blob = _blob(args.out, args.size_mb)
     size = blob.stat().st_size
     children = Children()
