@@ -42,7 +42,7 @@ class HubClient:
         try:
             info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=self.settings.timeout_s)
         except Exception as exc:
-            raise hub_error(exc, repo_id, self.settings) from None
+            raise hub_error(exc, repo_id, self.settings, revision=revision) from None
         return RepoInfo.from_model_info(info)
 
     def plan(self, model_id: str, *, revision: str | None = None, file: str | None = None) -> Plan:

@@ -105,16 +105,25 @@ def scrub(text: str, settings: HubSettings) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def hub_error(exc: BaseException, repo_id: str, settings: HubSettings, *, file: str | None = None) -> UnimodelError:
-    """The error a client sees for an exception raised while asking the Hub about `repo_id` or downloading it."""
+def hub_error(
+    exc: BaseException,
+    repo_id: str,
+    settings: HubSettings,
+    *,
+    file: str | None = None,
+    revision: str | None = None,
+) -> UnimodelError:
+    """The error a client sees for an exception raised while asking the Hub about `repo_id` (at `revision`) or
+    downloading it. The revision is named: it may come from the server's config, which the caller never sees."""
     if isinstance(exc, UnimodelError):
         return exc
     from huggingface_hub import errors as hf
 
     where = settings.endpoint
     if isinstance(exc, hf.RevisionNotFoundError):
+        which = f"no revision '{revision}'" if revision else "no revision by that name"
         return NotFound(
-            f"'{repo_id}' has no revision by that name on the Hub at {where}: name a branch, tag or commit it has.",
+            f"'{repo_id}' has {which} on the Hub at {where}: name a branch, tag or commit it has.",
             code="revision_not_found",
             param="revision",
         )
@@ -154,7 +163,7 @@ def hub_error(exc: BaseException, repo_id: str, settings: HubSettings, *, file: 
         # hf_hub_download's "cannot locate the file": the Hub was unreachable; the cause says how
         cause = exc.__cause__
         if cause is not None and cause is not exc:
-            return hub_error(cause, repo_id, settings, file=file)
+            return hub_error(cause, repo_id, settings, file=file, revision=revision)
         return UpstreamUnavailable(f"Cannot reach the Hub at {where} to download '{repo_id}'; try again later.")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return InsufficientStorage(
