@@ -46,7 +46,7 @@ def server(hub: FakeHub) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "UNIMODEL_CONFIG"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "UNIMODEL_"))}
     return clean | {
         "HF_ENDPOINT": server.url,
         "HF_HUB_CACHE": str(tmp_path / "cache"),

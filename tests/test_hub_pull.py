@@ -176,7 +176,7 @@ async def test_concurrent_callers_share_one_resolve_and_one_download(
 
 
 def test_two_processes_pulling_at_once_fetch_each_byte_once(hub: FakeHub, server: LiveServer, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIMODEL_CONFIG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIMODEL_"))}
     env |= {"HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "home")}
     command = [sys.executable, "-m", "unimodel", "pull", "acme/tiny-GGUF"]
     key = "acme/tiny-GGUF/tiny.Q4_K_M.gguf"
