@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from ..config import OpenModelConfig, Settings
 from ..protocol import InvalidRequest, ModelNotFound, PermissionDenied
@@ -53,6 +54,7 @@ class OpenCatalog:
             if self.canonical(local.id) is None:
                 spec = model_config(local)
                 self._add(spec, HubSource(hub, spec))
+        threading.Thread(target=hub.warm_up, name="hub-warm-up", daemon=True).start()
 
     def _add_configured(self, table: OpenModelConfig) -> None:
         if table.path is not None or table.engine == "command":
