@@ -126,22 +126,22 @@ def model_rows(settings: Settings) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for m in settings.models:
         seen.add(m.id.lower())
-        if m.path is not None or m.runtime == "command":
+        if m.path is not None or m.engine == "command":
             path = Path(m.path).expanduser() if m.path else None
-            rows.append(_row(m.id, m.task, m.runtime, _size(path), "configured", str(path) if path else None))
+            rows.append(_row(m.id, m.task, m.engine, _size(path), "configured", str(path) if path else None))
             continue
         local = catalog.get(m.id, revision=m.revision, file=m.file)
         if local is None:
-            rows.append(_row(m.id, m.task, m.runtime, None, "configured, not pulled yet", None))
+            rows.append(_row(m.id, m.task, m.engine, None, "configured, not pulled yet", None))
         else:
             task = m.task if "task" in m.model_fields_set else local.task
-            engine = m.runtime if "runtime" in m.model_fields_set else local.engine
+            engine = m.engine if "engine" in m.model_fields_set else local.engine
             rows.append(_local_row(local, "configured, pulled", task=task, engine=engine))
     if settings.runtime.default_models:
         for b in bundled_models():
             if b.id.lower() not in seen:
                 seen.add(b.id.lower())
-                rows.append(_row(b.id, b.task, b.runtime, _size(b.path), "bundled", str(b.path)))
+                rows.append(_row(b.id, b.task, b.engine, _size(b.path), "bundled", str(b.path)))
     for local in catalog.list():
         if local.id.lower() not in seen:
             rows.append(_local_row(local, "pulled"))

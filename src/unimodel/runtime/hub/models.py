@@ -102,7 +102,7 @@ class HubModels:
     async def configured(self, table: OpenModelConfig) -> OpenModelConfig:
         """A `[[models]]` table: as it is when it has a path (or runs a command); else its Hub model, pulled if
         need be, as the spec the controller takes (the table's own settings kept)."""
-        if table.path is not None or table.runtime == "command":
+        if table.path is not None or table.engine == "command":
             return table
         local = await self.ensure(table.id, revision=table.revision, file=table.file)
         return model_config(local, table)
