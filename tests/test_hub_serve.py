@@ -386,7 +386,7 @@ def test_a_configured_hub_model_pinned_to_a_revision_and_file_pulls_them_on_firs
     assert status["status"] == "running" and status["instances"] == 1
 
 
-def test_a_configured_revision_the_hub_does_not_have_is_a_503_with_the_hubs_reason(
+def test_a_configured_revision_the_hub_does_not_have_is_the_hubs_404_naming_it(
     start: Start, hub: tuple[FakeHub, str]
 ) -> None:
     fake, hub_url = hub
@@ -395,11 +395,11 @@ def test_a_configured_revision_the_hub_does_not_have_is_a_503_with_the_hubs_reas
     gateway = start(models=[{"id": PINNED_REPO, "revision": "v9-missing", "file": GGUF_FILE}])
     assert not fake.requests[seen_before:]  # the table is taken at start without asking the Hub
     r = httpx.post(gateway.url + f"/models/v2/{PINNED_REPO}", json={"input": CHAT}, timeout=120)
-    assert r.status_code == 503, r.text
-    assert r.json()["code"] == "instance_start_failed" and "retry-after" in r.headers
+    assert r.status_code == 404, r.text  # a configuration error: retrying will not help, so no Retry-After
+    assert r.json()["code"] == "revision_not_found" and "retry-after" not in r.headers
     message = r.json()["error"]
     assert f"'{PINNED_REPO}' has no revision 'v9-missing' on the Hub at {hub_url}" in message
     assert [q.path for q in fake.requests[seen_before:]] == [f"/api/models/{PINNED_REPO}/revision/v9-missing"]
     assert fake.served(PINNED_REPO, GGUF_FILE) == served_before
     r = httpx.post(gateway.url + "/v1/chat/completions", json={"model": PINNED_REPO, "messages": CHAT}, timeout=120)
-    assert r.status_code == 503 and "has no revision 'v9-missing'" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "has no revision 'v9-missing'" in r.json()["error"]["message"]

@@ -89,6 +89,7 @@ class Instances:
         self._backoff_until: float | None = None
 
         self.last_failure: str | None = None  # why the latest start failed (None once an instance is ready)
+        self._fetch_refused: UnimodelError | None = None  # the Hub refused the files (4xx): retrying won't help
         self.instances_started = 0
         self.start_failures = 0
         self.crashes = 0  # ready or draining instances whose process died unasked
@@ -108,8 +109,18 @@ class Instances:
     def in_backoff(self) -> bool:
         return self._backoff_until is not None and self.clock() < self._backoff_until
 
-    def start_failed_error(self) -> InstanceStartFailed:
-        """The 503 for requests that wait on a model whose instance failed to start, with the back-off left."""
+    def start_failed_error(self) -> UnimodelError:
+        """The 503 for requests that wait on a model whose instance failed to start, with the back-off left; or,
+        when its files cannot be had for a reason retrying will not change (the Hub said 4xx: no such revision or
+        file, gated, too large …), that error's status and code, without a Retry-After."""
+        refused = self._fetch_refused
+        if refused is not None:
+            return UnimodelError(
+                f"Model '{self.spec.id}' is unavailable: its files could not be pulled: {refused.message}",
+                status=refused.status,
+                code=refused.code,
+                param=refused.param,
+            )
         wait = RETRY_AFTER_S
         if self._backoff_until is not None:
             wait = max(RETRY_AFTER_S, math.ceil(self._backoff_until - self.clock()))
@@ -174,8 +185,10 @@ class Instances:
             self.spec = await self.source.fetch()
         except UnimodelError as exc:
             replica.fetching = False
+            self._fetch_refused = exc if 400 <= exc.status < 500 else None
             self._start_failed(replica, f"its files could not be pulled: {exc.message}")
             return False
+        self._fetch_refused = None
         replica.fetching = False
         replica.created_at = self.clock()
         return replica.state is InstanceState.STARTING
