@@ -4,6 +4,7 @@ API, and the faults a user can meet (unknown model, a model that cannot start, a
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -203,3 +204,32 @@ def test_an_instance_killed_mid_stream_ends_the_stream_and_the_next_request_succ
         assert ok.status_code == 200, ok.text
     finally:
         live.stop(timeout_s=20)
+
+
+# An open model's stream goes through the same loop as a closed provider's (upstream/events.py).
+
+
+def _openai_stream(gateway: LiveServer, text: str) -> list[dict[str, object]]:
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": CHAT, "messages": [{"role": "user", "content": text}], "stream": True},
+        timeout=30,
+    ) as r:
+        assert r.status_code == 200
+        lines = [line for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    return [json.loads(line[6:]) for line in lines]
+
+
+def test_an_open_model_stream_cut_before_its_finish_ends_with_an_error_event(gateway: LiveServer) -> None:
+    events = _openai_stream(gateway, "hello there [fake_stream_cut]")
+    assert "error" in events[-1], events[-1]
+    assert "ended its stream before finishing" in events[-1]["error"]["message"]  # type: ignore[index]
+    assert not any(e.get("choices") and e["choices"][0].get("finish_reason") for e in events)  # type: ignore[index]
+
+
+def test_an_open_model_tool_call_that_says_stop_finishes_with_tool_calls(gateway: LiveServer) -> None:
+    events = _openai_stream(gateway, "call it [fake_tool_call]")
+    finishes = [e["choices"][0]["finish_reason"] for e in events if e.get("choices")]  # type: ignore[index]
+    assert finishes[-1] == "tool_calls"
+    assert any(e["choices"][0]["delta"].get("tool_calls") for e in events if e.get("choices"))  # type: ignore[index]

@@ -14,6 +14,8 @@ Its behaviour comes from its own flags or from the same names given as `--engine
   `"stream": true` answers SSE chunks spread over that time (a usage chunk with `stream_options.include_usage`),
   ending `data: [DONE]`. `/v1/chat/completions`, `/v1/completions` and `/v1/run` echo the input text;
   `/v1/embeddings` answers small made-up vectors.
+- `[fake_stream_cut]` in the last message's text: a stream's body ends before its finish_reason and `[DONE]`;
+  `[fake_tool_call]`: a stream sends a tool call, then finish_reason "stop".
 - `exit_after`: exit (code 3) once this many requests have been answered.
 - `ignore_sigterm`: keep running on SIGTERM (to test the SIGKILL after the grace period).
 
@@ -247,6 +249,12 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                 time.sleep(delay / len(words))
                 delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
                 self.send_event(chunk(args, [{"index": 0, "delta": delta, "finish_reason": None}]))
+            if "[fake_stream_cut]" in text:  # the body ends cleanly, but before any finish_reason or [DONE]
+                self.send_chunk(b"")
+                return
+            if "[fake_tool_call]" in text:  # a call, then "stop" as some servers say after a forced call
+                call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                self.send_event(chunk(args, [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]))
             self.send_event(chunk(args, [{"index": 0, "delta": {}, "finish_reason": "stop"}]))
             if include_usage:
                 usage = {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": 1 + len(words)}

@@ -22,12 +22,15 @@ from ..protocol import (
     PaymentRequired,
     PermissionDenied,
     RateLimited,
-    StreamEvent,
     UnimodelError,
     UpstreamError,
     UpstreamUnavailable,
 )
+from ..upstream.events import StreamDecoder
+from ..upstream.sse import SSEMessage
 from .params import ParamTable
+
+__all__ = ["ProviderAdapter", "ProviderInfo", "SSEMessage", "StreamDecoder", "UpstreamRequest", "parse_retry_after"]
 
 
 @dataclass(slots=True)
@@ -36,30 +39,6 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     stream: bool = False
-
-
-@dataclass(slots=True)
-class SSEMessage:
-    """One server-sent event as read off the wire."""
-
-    event: str
-    data: str
-
-
-class StreamDecoder(ABC):
-    """Turns one upstream stream's events into canonical events; one instance per stream (it keeps state)."""
-
-    @abstractmethod
-    def feed(self, message: SSEMessage) -> list[StreamEvent]:
-        """Canonical events for one upstream event (often none, sometimes several)."""
-
-    def done(self) -> bool:
-        """True once the upstream has said its last word (the rest of the connection is ignored)."""
-        return False
-
-    def close(self) -> list[StreamEvent]:
-        """Events to emit when the upstream stream ended normally."""
-        return []
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from secrets import token_hex
 from typing import Any
 from urllib.parse import quote
@@ -23,19 +23,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from ..protocol import (
     ChatRequest,
     ChatResult,
-    Finish,
-    StreamError,
     StreamEvent,
-    ToolCallDelta,
     UnimodelError,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from .base import ProviderAdapter, StreamDecoder, UpstreamRequest
-from .media import MediaFetcher
-from .sse import SSEDecoder
-from .transport import (
+from ..upstream.events import stream_events
+from ..upstream.transport import (
     AiohttpTransport,
     ConnectFailed,
     ConnectionBroken,
@@ -47,6 +42,8 @@ from .transport import (
     UpstreamResponse,
     UpstreamTransport,
 )
+from .base import ProviderAdapter, StreamDecoder, UpstreamRequest
+from .media import MediaFetcher
 
 log = logging.getLogger("unimodel.upstream")
 
@@ -177,51 +174,17 @@ class ProviderClient:
     async def _events(
         self, decoder: StreamDecoder, response: UpstreamResponse, api_key: str
     ) -> AsyncGenerator[StreamEvent, None]:
-        finished = called = False
         name = self.adapter.name
         try:
-            _check_event_stream(response.headers, name)
-            sse = SSEDecoder()
-            async for chunk in _with_tail(response.chunks()):
-                messages = sse.feed(chunk) if chunk is not None else sse.flush()
-                for message in messages:
-                    for event in decoder.feed(message):
-                        called = called or isinstance(event, ToolCallDelta)
-                        if isinstance(event, Finish):
-                            finished = True
-                            if called and event.reason == "stop":  # some providers say "stop" after a forced call
-                                event = Finish("tool_calls", event.raw_reason)
-                        if isinstance(event, StreamError):
-                            self._redact(event.error, api_key)
-                            yield event
-                            return
-                        yield event
-                    if decoder.done():
-                        break
-                if decoder.done():
-                    break
-            for event in decoder.close():
-                finished = finished or isinstance(event, Finish)
-                if isinstance(event, StreamError):
-                    self._redact(event.error, api_key)
+            async for event in stream_events(
+                response,
+                decoder,
+                who=f"Provider '{name}'",
+                provider=name,
+                timed_out=self._timeout,
+                shown=lambda error: self._redact(error, api_key),
+            ):
                 yield event
-            if not finished:
-                yield StreamError(
-                    UpstreamProtocolError(f"Provider '{name}' ended its stream before finishing.", provider=name)
-                )
-        except ReadTimedOut:
-            yield StreamError(self._timeout())
-        except TransportFailure as exc:
-            yield StreamError(UpstreamProtocolError(f"Provider '{name}' stream broke off: {exc}.", provider=name))
-        except UnimodelError as exc:
-            yield StreamError(self._redact(exc, api_key))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            yield StreamError(
-                UpstreamProtocolError(
-                    f"Provider '{name}' sent a stream event unimodel could not read ({type(exc).__name__}).",
-                    provider=name,
-                )
-            )
         finally:
             await response.close()
 
@@ -317,22 +280,6 @@ class ProviderClient:
                 f"Provider '{self.adapter.name}' answered with a body that is not JSON.",
                 provider=self.adapter.name,
             ) from exc
-
-
-def _check_event_stream(headers: Mapping[str, str], provider: str) -> None:
-    kind = headers.get("content-type", "")
-    if "text/event-stream" not in kind:
-        raise UpstreamProtocolError(
-            f"Provider '{provider}' answered a stream request with '{kind or 'no content type'}', not an event stream.",
-            provider=provider,
-        )
-
-
-async def _with_tail(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes | None, None]:
-    """The chunks, then None to mark the end of the body."""
-    async for chunk in chunks:
-        yield chunk
-    yield None
 
 
 def encode_taking_strings(upstream: UpstreamRequest) -> bytes:

@@ -25,7 +25,6 @@ from ..protocol import (
     ChatResult,
     InvalidRequest,
     ModelNotFound,
-    StreamError,
     StreamEvent,
     UnimodelError,
     UpstreamError,
@@ -33,8 +32,8 @@ from ..protocol import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ..providers.sse import SSEDecoder
-from ..providers.transport import (
+from ..upstream.events import stream_events
+from ..upstream.transport import (
     AiohttpTransport,
     ConnectFailed,
     Limits,
@@ -112,26 +111,14 @@ class OpenModels:
     async def _events(
         self, request: ChatRequest, response: UpstreamResponse, stack: AsyncExitStack, model_id: str
     ) -> AsyncGenerator[StreamEvent, None]:
-        decoder = self._adapter.stream_decoder(request)
-        sse = SSEDecoder()
         try:
-            async for chunk in response.chunks():
-                for message in sse.feed(chunk):
-                    for event in decoder.feed(message):
-                        yield event
-                if decoder.done():
-                    break
-            for message in sse.flush():
-                for event in decoder.feed(message):
-                    yield event
-            for event in decoder.close():
+            async for event in stream_events(
+                response,
+                self._adapter.stream_decoder(request),
+                who=f"The instance serving '{model_id}'",
+                timed_out=lambda: self._timed_out(model_id),
+            ):
                 yield event
-        except ReadTimedOut:  # after the first byte: the stream can only end, with an error event
-            yield StreamError(self._timed_out(model_id))
-        except TransportFailure as exc:
-            yield StreamError(
-                UpstreamProtocolError(f"The instance serving '{model_id}' broke off its stream ({exc}); retry.")
-            )
         finally:
             await stack.aclose()
 

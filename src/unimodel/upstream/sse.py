@@ -7,8 +7,15 @@ no limit on a line's length (a streamed tool call or image can be one very long 
 from __future__ import annotations
 
 import codecs
+from dataclasses import dataclass
 
-from .base import SSEMessage
+
+@dataclass(slots=True)
+class SSEMessage:
+    """One server-sent event as read off the wire."""
+
+    event: str
+    data: str
 
 
 class SSEDecoder:
