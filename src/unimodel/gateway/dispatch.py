@@ -1,6 +1,7 @@
 """Which backend answers a model id — decided here, once, for every surface and the cluster API.
 
-    target = await resolve(gateway, model_id, ctx.principal)
+    backend = await backend_for(gateway, model_id, ctx, request.headers)    # model_backends.py
+    target = await resolve(gateway, model_id, ctx.principal)                # the decision alone
     OpenTarget(model_id)     an open model this process runs: configured, bundled, pulled, or adopted just now
                              by its Hugging Face id (the id is the one it is served under)
     ForwardTarget(model_id)  a gateway process of `serve --workers N`: the runtime process runs the open models and
@@ -14,13 +15,16 @@ the caller may make the server pull (`[hub] pull`; always in open mode, which se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..protocol import ModelNotFound
 from ..protocol.model_ids import check_model_id
 from .catalog import Route
+from .context import RequestContext
 from .keycache import Principal
+from .model_backends import ClosedBackend, ForwardedBackend, ModelBackend, OpenBackend
 
 if TYPE_CHECKING:
     from .service import Gateway
@@ -63,3 +67,13 @@ async def resolve(gateway: Gateway, model_id: str, principal: Principal, *, pull
                 raise
             return OpenTarget(served)
     return OpenTarget(await open_models.adopt(model_id, may_pull=may_pull(gateway, principal)))
+
+
+async def backend_for(gateway: Gateway, model_id: str, ctx: RequestContext, headers: Mapping[str, str]) -> ModelBackend:
+    """The backend that answers a call of `model_id` (model_backends.py), noted on the request's context."""
+    target = await resolve(gateway, model_id, ctx.principal)
+    if isinstance(target, ForwardTarget):
+        return ForwardedBackend(gateway, target.model_id, ctx)
+    if isinstance(target, OpenTarget):
+        return OpenBackend(gateway, target.model_id, ctx)
+    return ClosedBackend(gateway, model_id, target, ctx, headers)

@@ -11,10 +11,11 @@ from starlette.routing import Route
 
 from ..frontends import openai_compat
 from ..protocol import InvalidRequest
-from . import dispatch, routes_open
+from ..runtime.service import CHAT_TASKS
+from . import dispatch
 from .context import context
-from .dispatch import ForwardTarget, OpenTarget
 from .http import close_after, guarded, json_response, read_body
+from .model_backends import ClosedBackend, ForwardedBackend
 from .service import Gateway
 
 openai = guarded(openai_compat.error_body)
@@ -29,25 +30,27 @@ def routes(gateway: Gateway) -> list[Route]:
         body = await read_body(request, gateway.settings.server.max_body_bytes)
         decoded = openai_compat.decode_chat(body)
         ctx = context(request)
-        route = await dispatch.resolve(gateway, decoded.model_id, ctx.principal)
-        if isinstance(route, ForwardTarget):
-            return await routes_open.forward(gateway, request, ctx, route.model_id, body)
-        if isinstance(route, OpenTarget):
-            return await routes_open.openai_chat(gateway, ctx, replace(decoded, model_id=route.model_id))
-        ctx.routed(decoded.model_id, "closed", route.provider)
-        chat = replace(decoded.request, model=route.model)
-        key = gateway.provider_key(route, request.headers, ctx.principal)
-        if chat.stream:
-            events = await gateway.stream(route, chat, key)
-            chunks = openai_compat.encode_stream(events, decoded.model_id, decoded.include_usage, ctx.add_usage)
-            return StreamingResponse(
-                close_after(chunks, events.aclose, decoded.model_id),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
+        backend = await dispatch.backend_for(gateway, decoded.model_id, ctx, request.headers)
+        if isinstance(backend, ForwardedBackend):
+            return await backend.forward(request, body)
+        if backend.task not in CHAT_TASKS:
+            embeds = "extraction" in backend.task or "similarity" in backend.task
+            raise InvalidRequest(
+                f"'{backend.model_id}' is a {backend.task} model, not a chat model"
+                + ("; use /v1/embeddings." if embeds else "."),
+                param="model",
             )
-        result = await gateway.complete(route, chat, key)
-        ctx.add_usage(result.usage)
-        return json_response(openai_compat.encode_result(result, decoded.model_id))
+        chat = replace(decoded.request, model=backend.name)
+        if chat.stream:
+            events = await backend.stream(chat)
+            chunks = openai_compat.encode_stream(events, backend.model_id, decoded.include_usage, ctx.add_usage)
+            return StreamingResponse(
+                close_after(chunks, events.aclose, backend.model_id),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", **backend.headers(streaming=True)},
+            )
+        result = await backend.complete(chat)
+        return json_response(openai_compat.encode_result(result, backend.model_id), headers=backend.headers())
 
     @openai
     async def list_models(request: Request) -> Response:
@@ -65,15 +68,15 @@ def routes(gateway: Gateway) -> list[Route]:
                 raise InvalidRequest("model: this field is required.", param="model")
             if payload.get("stream"):
                 raise InvalidRequest(f"Streaming {what} is not supported yet; use chat completions.", param="stream")
-            ctx = context(request)
-            route = await dispatch.resolve(gateway, model_id, ctx.principal)
-            if isinstance(route, ForwardTarget):
-                return await routes_open.forward(gateway, request, ctx, route.model_id, body)
-            if isinstance(route, OpenTarget):
-                return await routes_open.openai_passthrough(gateway, ctx, path, route.model_id, payload)
-            raise InvalidRequest(
-                f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"
-            )
+            backend = await dispatch.backend_for(gateway, model_id, context(request), request.headers)
+            if isinstance(backend, ForwardedBackend):
+                return await backend.forward(request, body)
+            if isinstance(backend, ClosedBackend):
+                raise InvalidRequest(
+                    f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"
+                )
+            raw = await backend.passthrough(path, payload)
+            return json_response(raw, headers=backend.headers())
 
         return endpoint
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pydantic_core import to_json
+from pydantic import ValidationError
+from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..frontends import bytez_v2
-from ..protocol import UnimodelError
-from . import dispatch, routes_open
+from ..frontends.wire import invalid_request
+from ..protocol import ChatRequest, InvalidRequest, UnimodelError
+from ..runtime.service import CHAT_TASKS
+from . import dispatch
 from .context import context
-from .dispatch import ForwardTarget, OpenTarget
 from .http import close_after, guarded, json_response, read_body
+from .model_backends import ChatBackend, ForwardedBackend, OpenBackend
 from .service import Gateway
 
 log = logging.getLogger("unimodel.gateway")
@@ -36,28 +39,15 @@ def routes(gateway: Gateway) -> list[Route]:
     @v2
     async def run_model(request: Request) -> Response:
         """Run a model: the SDK body (`input`, `params`, `stream`) or the HTTP body (`messages`/`text`)."""
-        model_id = request.path_params["model_id"]
         ctx = context(request)
-        route = await dispatch.resolve(gateway, model_id, ctx.principal)
-        if isinstance(route, ForwardTarget):
-            body = await read_body(request, gateway.settings.server.max_body_bytes)
-            return await routes_open.forward(gateway, request, ctx, route.model_id, body)
-        if isinstance(route, OpenTarget):
-            body = await read_body(request, gateway.settings.server.max_body_bytes)
-            return await routes_open.run_v2(gateway, ctx, route.model_id, body)
-        ctx.routed(model_id, "closed", route.provider)
+        backend = await dispatch.backend_for(gateway, request.path_params["model_id"], ctx, request.headers)
         body = await read_body(request, gateway.settings.server.max_body_bytes)
-        chat = bytez_v2.decode_chat(body, route.model)
-        key = gateway.provider_key(route, request.headers, ctx.principal)
-        if chat.stream:
-            events = await gateway.stream(route, chat, key)
-            chunks = bytez_v2.encode_stream(events, _log_stream_error(model_id), ctx.add_usage)
-            return StreamingResponse(
-                close_after(chunks, events.aclose, model_id), media_type="text/plain; charset=utf-8"
-            )
-        result = await gateway.complete(route, chat, key)
-        ctx.add_usage(result.usage)
-        return json_response(bytez_v2.encode_result(result))
+        if isinstance(backend, ForwardedBackend):
+            return await backend.forward(request, body)
+        if backend.task in CHAT_TASKS:
+            return await _answer(backend, bytez_v2.decode_chat(body, backend.name))
+        assert isinstance(backend, OpenBackend)  # a closed model is a chat model
+        return await _run_task(backend, body)
 
     @v2
     async def list_models(request: Request) -> Response:
@@ -75,6 +65,35 @@ def routes(gateway: Gateway) -> list[Route]:
         Route("/models/v2/list/tasks", list_tasks, methods=["GET"]),
         Route("/models/v2/{model_id:path}", run_model, methods=["POST"]),
     ]
+
+
+async def _answer(backend: ChatBackend, chat: ChatRequest) -> Response:
+    """A chat call: the envelope, or with `stream` the answer's text as it comes."""
+    if chat.stream:
+        events = await backend.stream(chat)
+        chunks = bytez_v2.encode_stream(events, _log_stream_error(backend.model_id), backend.ctx.add_usage)
+        return StreamingResponse(
+            close_after(chunks, events.aclose, backend.model_id),
+            media_type="text/plain; charset=utf-8",
+            headers=backend.headers(streaming=True),
+        )
+    result = await backend.complete(chat)
+    return json_response(bytez_v2.encode_result(result), headers=backend.headers())
+
+
+async def _run_task(backend: OpenBackend, body: bytes) -> Response:
+    """An open model's other tasks (fill-mask, embeddings, classification …): the v2 body goes as it is."""
+    try:
+        bytez_v2.RunRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    payload = from_json(body)
+    if payload.get("stream"):
+        raise InvalidRequest(
+            f"'{backend.model_id}' is a {backend.task} model; streaming is for chat models.", param="stream"
+        )
+    output = await backend.run(payload)
+    return json_response(to_json({"error": None, "output": output}), headers=backend.headers())
 
 
 def _list_query(request: Request) -> tuple[str | None, str | None]:

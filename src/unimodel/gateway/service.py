@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import httpx
 
 from ..config import Settings
-from ..protocol import AuthenticationError, ChatRequest, ChatResult, StreamEvent
+from ..protocol import AuthenticationError
 from ..providers import ProviderClient, create_adapter
 from ..providers.media import MediaFetcher
 from ..runtime.backend import Backend
 from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
 from .keycache import Principal
-from .metrics import MEDIA_INFLIGHT_BYTES, upstream_latency
+from .metrics import MEDIA_INFLIGHT_BYTES
 
 if TYPE_CHECKING:
     from .platform import Platform
@@ -72,27 +71,6 @@ class Gateway:
             f"api_key under [providers.{route.provider}] in the server config.",
             code="missing_provider_key",
         )
-
-    async def complete(self, route: Route, request: ChatRequest, api_key: str) -> ChatResult:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = await self.client(route.provider).complete(request, api_key)
-            outcome = "ok"
-            return result
-        finally:
-            upstream_latency(route.provider, outcome).observe(time.perf_counter() - started)
-
-    async def stream(self, route: Route, request: ChatRequest, api_key: str) -> AsyncGenerator[StreamEvent, None]:
-        """The provider's stream, once its first event is in (the time to it is the upstream latency)."""
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            events = await self.client(route.provider).stream(request, api_key)
-            outcome = "ok"
-            return events
-        finally:
-            upstream_latency(route.provider, outcome).observe(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -1,0 +1,146 @@
+"""What answers a model call, behind one interface — so a route is decode → backend → encode, whatever answers.
+
+    backend = await dispatch.backend(gateway, model_id, ctx, request.headers)
+    ClosedBackend     a closed provider (providers/: translate and forward, with the provider key)
+    OpenBackend       an open model this process runs (runtime/: a lease on an instance)
+    ForwardedBackend  `serve --workers N`: the runtime process runs the open models; the request goes there as it is
+
+Closed and open backends take the canonical chat request (`complete`, `stream`); an open model also runs other
+tasks (`run`) and OpenAI's completions/embeddings natively (`passthrough`). Each notes the call on the request's
+context (the model, open or closed, for metrics and the ledger) when it is made, and its usage when it is done;
+`headers` are what its answers carry (an open model's `inference-meter` and `inference-time`).
+
+Not to be confused with runtime/backends/, which start the instances an OpenBackend's requests run on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..protocol import ChatRequest, ChatResult, StreamEvent
+from ..runtime.service import Metered
+from .catalog import Route
+from .context import RequestContext
+from .metrics import upstream_latency
+
+if TYPE_CHECKING:
+    from .service import Gateway
+
+METER = "cpu"  # open-model instances run on this machine's CPUs
+
+
+class ClosedBackend:
+    kind = "closed"
+    task = "chat"
+
+    def __init__(
+        self, gateway: Gateway, model_id: str, route: Route, ctx: RequestContext, headers: Mapping[str, str]
+    ) -> None:
+        self.gateway = gateway
+        self.model_id = model_id  # as the caller named it
+        self.name = route.model  # the provider's own name for it
+        self.route = route
+        self.ctx = ctx
+        self._headers = headers
+        ctx.routed(model_id, "closed", route.provider)
+
+    def _key(self) -> str:  # asked when the call is made: a malformed request is a 400 before a missing key's 401
+        return self.gateway.provider_key(self.route, self._headers, self.ctx.principal)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            result = await self.gateway.client(self.route.provider).complete(request, key)
+        self.ctx.add_usage(result.usage)
+        return result
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """The provider's stream, once its first event is in (the time to it is the upstream latency)."""
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            return await self.gateway.client(self.route.provider).stream(request, key)
+
+    def headers(self, streaming: bool = False) -> dict[str, str]:
+        return {}
+
+
+class OpenBackend:
+    kind = "open"
+
+    def __init__(self, gateway: Gateway, model_id: str, ctx: RequestContext) -> None:
+        self.gateway = gateway
+        self.model_id = self.name = model_id  # the id it is served under
+        self.task = gateway.open.task(model_id)
+        self.ctx = ctx
+        ctx.routed(model_id, "open")
+
+    async def _admit(self) -> Metered:
+        """Take one of the key's concurrent open-model slots (a 429 past its limit) and start metering."""
+        await self.gateway.platform.acquire_open_slot(self.ctx)
+        self.ctx.metered = Metered()
+        return self.ctx.metered
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        result = await self.gateway.open.chat(self.model_id, request, await self._admit())
+        self.ctx.add_usage(result.usage)
+        return result
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        return await self.gateway.open.chat_stream(self.model_id, request, await self._admit())
+
+    async def run(self, payload: dict[str, Any]) -> Any:
+        """A task other than chat: the instance's `POST /v1/run` with the v2 body; its output."""
+        return await self.gateway.open.run(self.model_id, payload, await self._admit())
+
+    async def passthrough(self, path: str, payload: dict[str, Any]) -> bytes:
+        """OpenAI's `/v1/completions` or `/v1/embeddings`, which the instance speaks natively; its raw answer."""
+        raw = await self.gateway.open.openai_passthrough(self.model_id, path, payload, await self._admit())
+        self.ctx.add_openai_usage(from_json(raw))
+        return raw
+
+    def headers(self, streaming: bool = False) -> dict[str, str]:
+        """`inference-meter`, and `inference-time` (the instance-seconds used) once known: not on a stream's head."""
+        headers = {"inference-meter": METER}
+        if not streaming and self.ctx.metered is not None:
+            headers["inference-time"] = f"{self.ctx.metered.seconds:.3f}"
+        return headers
+
+
+class ForwardedBackend:
+    kind = "forwarded"
+
+    def __init__(self, gateway: Gateway, model_id: str, ctx: RequestContext) -> None:
+        assert gateway.link is not None
+        self.gateway = gateway
+        self.model_id = model_id
+        self.ctx = ctx
+        ctx.routed(model_id, "open")
+
+    async def forward(self, request: Request, body: bytes) -> Response:
+        """The caller's slot is taken here (this process limits the key); the runtime process answers."""
+        assert self.gateway.link is not None
+        await self.gateway.platform.acquire_open_slot(self.ctx)
+        return await self.gateway.link.forward(request, body, self.ctx)
+
+
+ChatBackend = ClosedBackend | OpenBackend
+ModelBackend = ClosedBackend | OpenBackend | ForwardedBackend
+
+
+@contextmanager
+def _upstream_timer(provider: str) -> Iterator[None]:
+    """Observes the time to a provider's answer (or its stream's first event) as the upstream latency."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        upstream_latency(provider, outcome).observe(time.perf_counter() - started)
