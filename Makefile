@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 comma  := ,
 PORT   ?= 8080
 
-.PHONY: install install-test test-services serve test lint typecheck clean
+.PHONY: install install-test test-services serve test lint typecheck clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,11 +49,23 @@ test-services:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@test -x $(PG_BIN)/initdb || echo "warning: no PostgreSQL server binaries in $(PG_BIN) (apt-get install postgresql-15); the PostgreSQL store tests will fail"
+	@# The container backend's tests run real Podman (its Docker-compatible service, on a private socket) with the
+	@# runc runtime; their images are built FROM a Debian base made with debootstrap (containers/base.sh).
+	@{ command -v podman && command -v runc && command -v debootstrap; } >/dev/null || { \
+	  echo "installing podman, runc, debootstrap (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq podman runc catatonit debootstrap >/dev/null \
+	  || echo "WARNING: podman could not be installed; the container tests will fail (UNIMODEL_TEST_NO_PODMAN=1 skips them)"; }
 
 test: install-test test-services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# unimodel's worker image, unimodel-worker:latest, with Podman or Docker (containers/build.sh; BASE=python:3.11-slim
+# to build FROM a registry image instead of a Debian base made with debootstrap).
+image:
+	containers/build.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

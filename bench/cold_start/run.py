@@ -14,12 +14,20 @@ n_threads, prompt and greedy decoding), each from nothing:
   to the first content token in the SSE stream. Between runs the harness waits until the model has scaled
   back to zero and its worker process has exited.
 
-The workers of both HTTP targets run with ``trace/sitecustomize.py`` (time stamps of their start, read back
+- ``container``: the same worker in unimodel's worker image (``make image``), started by the container backend
+  (``ContainerBackend``, as a gateway with ``[runtime] backend = "container"`` would) through Podman's
+  Docker-compatible service (started here on a private socket, or ``--engine-url``); the harness polls the
+  container's ``/health`` every 20 ms (the controller's interval: a container has no ready pipe), then sends the
+  request to its published port. Timed from the call to ``start``; the image is there (pull = never) and the
+  engine connected (the warm-up), as in a running gateway. Compare it with ``worker``: the container's cost.
+
+The workers of the HTTP targets run with ``trace/sitecustomize.py`` (time stamps of their start, read back
 from their logs; ``--no-trace`` leaves unimodel's workers without it), so the report says where the time goes.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel] [--src DIR]
+    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel,container] [--src DIR]
+        [--image unimodel-worker:latest] [--engine-url unix:///run/podman/podman.sock]
 
 ``--src`` runs the gateway and its workers from another unimodel source tree (before/after comparisons, e.g.
 ``git archive HEAD src | tar -x -C /tmp/before`` then ``--src /tmp/before/src``).
@@ -69,8 +77,10 @@ from harness import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CHAT_PATH = "/v1/chat/completions"
-ALL_TARGETS = ("direct", "worker", "unimodel")
+ALL_TARGETS = ("direct", "worker", "unimodel", "container")
 TARGET_ADDED_MS = 150.0  # the issue: unimodel adds at most 150 ms to time to first token from zero
+TARGET_CONTAINER_ADDED_MS = 1000.0  # the container backend's issue: a container adds at most 1 s over a process
+CONTAINER_HEALTH_POLL_S = 0.02  # the controller's poll of a starting instance that does not announce (instances.py)
 ATTEMPT = itertools.count(1)
 DISTURBED_CPU = 0.10  # a run during which other processes used more than this share of a CPU is rerun
 READY_FD_ENV = "UNIMODEL_READY_FD"  # the worker writes "ready" to this inherited pipe (worker/state.py)
@@ -506,6 +516,151 @@ class Gateway:
         return run
 
 
+class ContainerTarget:
+    """The worker in a container of unimodel's worker image, started by the real ContainerBackend on its own event
+    loop (a thread), as a gateway would; the stage stamps come from trace/sitecustomize.py mounted into it."""
+
+    TRACE_DIR = "/opt/unimodel-bench-trace"
+
+    def __init__(self, setup: Setup, children: Children, args: argparse.Namespace) -> None:
+        import asyncio
+        import shutil
+
+        import docker
+        from docker.types import Mount
+
+        from unimodel.config import OpenModelConfig, RuntimeConfig
+        from unimodel.runtime.backends.container import ContainerBackend
+        from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
+
+        self.setup = setup
+        self.service: Proc | None = None
+        url = args.engine_url
+        if url is None:  # Podman's Docker-compatible service, on a socket of this run's
+            podman = shutil.which("podman")
+            if podman is None:
+                raise SystemExit("container target: podman is not installed (make test-services), or give --engine-url")
+            env = child_env()
+            if not env.get("CONTAINERS_CONF") and shutil.which("runc"):
+                env["CONTAINERS_CONF"] = str(REPO / "containers" / "containers.conf")
+            url = f"unix://{setup.out / 'podman.sock'}"
+            argv = [podman, "system", "service", "--time=0", url]
+            self.service = children.start("podman-service", argv, setup.out / "podman-service.log", env)
+        deadline = time.monotonic() + 30
+        while True:  # the service takes a moment to listen
+            try:
+                client = docker.DockerClient(base_url=url, timeout=10)
+                break
+            except docker.errors.DockerException as exc:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"container target: no engine answers at {url}: {exc}") from None
+                time.sleep(0.1)
+        try:
+            client.images.get(args.image)
+        except docker.errors.ImageNotFound:
+            raise SystemExit(f"container target: image {args.image} is not there: make image") from None
+        finally:
+            client.close()
+        self.url = url
+        self.image = args.image
+        trace = str(HERE / "trace")
+
+        class TracedBackend(ContainerBackend):
+            def create_options(self, spec: Any, settings: Any, name: str) -> dict[str, Any]:
+                options = super().create_options(spec, settings, name)
+                options["environment"] |= {"UNIMODEL_BENCH_TRACE": "1", "PYTHONPATH": ContainerTarget.TRACE_DIR}
+                options["mounts"].append(Mount(ContainerTarget.TRACE_DIR, trace, type="bind", read_only=True))
+                return options
+
+        self.spec = OpenModelConfig(
+            id=setup.model_id,
+            task="chat",
+            engine="llama.cpp",
+            path=setup.gguf,
+            engine_args={"n_ctx": setup.n_ctx, "n_threads": setup.n_threads, "n_threads_batch": setup.n_threads_batch},
+        )
+        table = ModelContainerConfig(image=args.image, pull="never")
+        self.backend = TracedBackend(
+            ContainerConfig(url=url),
+            RuntimeConfig(log_dir=str(setup.out / "containers")),
+            data_dir=setup.out / "container-data",
+            model_settings=lambda spec: table,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="container-backend", daemon=True)
+        self.thread.start()
+
+    def _await(self, coro: Any, timeout: float) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def roots(self) -> list[int]:
+        return [self.service.pid] if self.service is not None else []
+
+    def run(self, index: int) -> Run:
+        import docker
+
+        run = Run("container", index)
+        watch = CpuWatch(*self.roots())
+        started = time.monotonic()
+        try:
+            instance = self._await(
+                self.backend.start(self.spec, f"smollm2-{index}-{next(ATTEMPT)}"), self.setup.timeout_s
+            )
+        except Exception as exc:
+            run.error = f"start failed: {exc}"
+            return run
+        returned = time.monotonic()
+        port = int(instance.address.rsplit(":", 1)[1])
+        container_pid = 0
+        client = docker.DockerClient(base_url=self.url, timeout=10)
+        try:
+            container_pid = int(client.containers.get(instance.container_id).attrs["State"]["Pid"] or 0)
+        except Exception:  # exited already: the health wait below says so
+            pass
+        finally:
+            client.close()
+        stages: dict[str, float] = {}
+        try:
+            healthy = None
+            deadline = started + self.setup.timeout_s
+            while time.monotonic() < deadline and not instance.exited.is_set():
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    if get_json(port, "/health", timeout_s=2.0)[0] == 200:
+                        healthy = time.monotonic()
+                        break
+                time.sleep(CONTAINER_HEALTH_POLL_S)
+            if healthy is None:
+                run.error = (
+                    f"container not healthy (exit code {instance.returncode}):\n{self.backend.log_tail(instance)}"
+                )
+                return run
+            got = stream_chat(port, chat_body(self.setup.model_id, self.setup.prompt, self.setup.max_tokens), 300)
+            run.other_cpu = watch.others(*([container_pid] if container_pid else []))
+        finally:
+            self._await(self.backend.stop(instance, grace_s=5), 60)
+        t = instance.timings
+        stages["image_checked"] = 1000 * t["pull"]
+        stages["created"] = 1000 * (t["pull"] + t["create"])
+        stages["started"] = 1000 * (t["pull"] + t["create"] + t["start"])
+        stages["returned"] = 1000 * (returned - started)
+        stages["health_ok"] = 1000 * (healthy - started)
+        stages["request_sent"] = 1000 * (got.sent - started)
+        if instance.log_path is not None:
+            with contextlib.suppress(OSError):
+                worker = read_stages(instance.log_path.read_text(errors="replace"))
+                stages.update({name: 1000 * (at - started) for name, at in worker.items()})
+        fill(run, got, started, stages)
+        return run
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._await(self.backend.aclose(), 60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
 def run_quietly(setup: Setup, target: str, index: int, do: Any, roots: list[int]) -> Run:
     """Run once; when other processes took more than DISTURBED_CPU of a CPU, rerun (keep the least disturbed)."""
     best: Run | None = None
@@ -574,6 +729,17 @@ STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
         ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
         *_WORKER_ANSWER,
     ],
+    "container": [
+        ("start() → image checked (inspect; pull = never)", "", "image_checked"),
+        ("→ container created (Engine API create)", "image_checked", "created"),
+        ("→ container started (Engine API start: runtime, network, port, init)", "created", "started"),
+        ("→ start() returned (inspect for its port, log follower)", "started", "returned"),
+        ("started → interpreter running in the container (Python start-up)", "started", "interpreter"),
+        *_WORKER_START,
+        ("worker ready → /health 200 seen (20 ms polls, published port)", "worker_ready", "health_ok"),
+        ("request sent → engine's chat called (HTTP through the published port)", "request_sent", "engine_chat"),
+        *_WORKER_ANSWER,
+    ],
 }
 
 
@@ -597,6 +763,8 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
         "Times in ms: for direct and worker from the moment the harness spawns the process, for unimodel from "
         "the send of the request (the gateway is up; the model has no instance). `other CPU` = the share of a CPU "
         "that processes this run did not start used during it. Run 0 is the warm-up (not in the medians).",
+        "",
+        "For container, from the call to the container backend's `start` (the engine connected, the image there).",
         "",
         "| target | run | TTFT | TTFB | end | other CPU | attempts | error |",
         "|---|--:|--:|--:|--:|--:|--:|---|",
@@ -629,7 +797,7 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
             for d in by_target["direct"]
             if u.index == d.index and u.ttft_ms is not None and d.ttft_ms is not None
         ]
-        for t in ("worker", "unimodel")
+        for t in ("worker", "unimodel", "container")
     }
     for t, diffs in paired.items():
         if diffs:
@@ -659,6 +827,26 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
             f"| added TTFT from zero, unimodel − direct (medians) | {added:+.0f} ms | ≤ {TARGET_ADDED_MS:g} ms "
             f"| {'PASS' if ok else 'FAIL'} |",
         ]
+    if med["worker"] is not None and med["container"] is not None:
+        added = med["container"] - med["worker"]
+        ok = added <= TARGET_CONTAINER_ADDED_MS
+        diffs = [
+            c.ttft_ms - w.ttft_ms
+            for c in by_target["container"]
+            for w in by_target["worker"]
+            if c.index == w.index and c.ttft_ms is not None and w.ttft_ms is not None
+        ]
+        if not out[-1].startswith("| added"):
+            out += ["", "| check | value | target | result |", "|---|--:|--:|---|"]
+        out.append(
+            f"| added TTFT from zero, container − local worker process (medians) | {added:+.0f} ms "
+            f"| ≤ {TARGET_CONTAINER_ADDED_MS:g} ms | {'PASS' if ok else 'FAIL'} |"
+        )
+        if diffs:
+            out += [
+                "",
+                f"container − worker, run by run: median {_med(diffs):+.0f} ms, min {min(diffs):+.0f}, max {max(diffs):+.0f}.",
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -724,7 +912,16 @@ def machine_meta(setup: Setup, args: argparse.Namespace) -> dict[str, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per target (default 5)")
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of direct,worker,unimodel")
+    parser.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help="comma list of direct,worker,unimodel,container (container: needs Podman or --engine-url, and the "
+        "worker image: make image)",
+    )
+    parser.add_argument("--image", default="unimodel-worker:latest", help="container: the worker image")
+    parser.add_argument(
+        "--engine-url", help="container: the Docker Engine API to use (default: a Podman service started here)"
+    )
     parser.add_argument("--prompt", default="Say hello.")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--n-ctx", type=int, default=4096, help="the worker's default")
@@ -783,14 +980,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold_start: output in {out}", flush=True)
     children = Children()
     runs: list[Run] = []
+    container: ContainerTarget | None = None
     with interrupts_unwind():
         try:
             gateway = Gateway(setup, children, args) if "unimodel" in targets else None
+            container = ContainerTarget(setup, children, args) if "container" in targets else None
             roots = [gateway.proc.pid] if gateway else []
+            roots += container.roots() if container else []
             doers = {
                 "direct": lambda i: run_direct(setup, i, roots),
                 "worker": lambda i: run_worker(setup, i, children, roots),
                 "unimodel": gateway.run if gateway else None,
+                "container": container.run if container else None,
             }
             for index in range(args.runs + 1):
                 for target in targets:
@@ -805,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted; stopping everything started", flush=True)
         finally:
+            if container is not None:
+                container.close()
             children.stop_all()
     report = render(runs, setup, meta)
     (out / "report.md").write_text(report)
