@@ -21,6 +21,7 @@ from ..protocol import (
     Usage,
     UsageEvent,
 )
+from .surface import Surface
 from .wire import (
     ChatParams,
     WireMessage,
@@ -109,6 +110,11 @@ def encode_result(result: ChatResult) -> bytes:
 
 def error_body(error: UnimodelError) -> dict[str, Any]:
     return {"error": error.message, "output": None, "code": error.code}
+
+
+SURFACE = Surface("v2", ("/models/v2/",), error_body, "text/plain; charset=utf-8")
+ADMIN = Surface("admin", ("/models/v2/admin/",), error_body)  # the admin API: the v2 envelope, its own label
+OTHER = Surface("other", ("/",), error_body)  # /, /healthz, /metrics …: answered in the v2 shape
 
 
 async def encode_stream(

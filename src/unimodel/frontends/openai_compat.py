@@ -28,6 +28,7 @@ from ..protocol import (
     Usage,
     UsageEvent,
 )
+from .surface import Surface
 from .wire import (
     ChatParams,
     WireMessage,
@@ -240,6 +241,9 @@ _ERROR_TYPES = {
 def error_body(error: UnimodelError) -> dict[str, Any]:
     kind = _ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
     return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+
+
+SURFACE = Surface("openai", ("/models/v2/openai/v1", "/v1"), error_body, "text/event-stream")
 
 
 def encode_models(model_ids: list[str]) -> bytes:

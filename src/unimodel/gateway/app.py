@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Route
 
 from .. import __version__
 from ..config import Settings
-from ..frontends import bytez_v2, openai_compat
+from ..frontends import bytez_v2
+from ..frontends.surface import surface_of
 from ..protocol import NotFound, PermissionDenied, UnimodelError
 from ..runtime.backend import Backend
 from ..store import Store
@@ -82,7 +83,7 @@ def create_app(
         )
         return json_response(to_json({"status": status, "checks": checks}), 200 if ready else 503)
 
-    @guarded(bytez_v2.error_body)
+    @guarded(bytez_v2.OTHER.error_body)
     async def metrics_text(request: Request) -> Response:
         """Prometheus metrics; with `[metrics] access = "admin"` and keys on, for admin keys only."""
         if settings.metrics.access == "admin" and platform.mode == "keys":
@@ -146,9 +147,7 @@ def create_app(
             )
         else:
             error = NotFound(f"No route for {request.method} {request.url.path}; see /openapi.json.")
-        if request.url.path.startswith(routes_openai.PREFIXES):
-            return error_response(error, openai_compat.error_body)
-        return error_response(error, bytez_v2.error_body)
+        return error_response(error, surface_of(request.url.path).error_body)
 
     server = settings.server
     middleware = [

@@ -18,7 +18,7 @@ from pydantic_core import to_json
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..frontends import bytez_v2, openai_compat
+from ..frontends.surface import surface_of
 from ..protocol import PermissionDenied, RateLimited, UnimodelError
 from .context import SCOPE_KEY, RequestContext
 from .keycache import Principal
@@ -32,18 +32,6 @@ log = logging.getLogger("unimodel.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
-OPENAI_PREFIXES = ("/models/v2/openai/v1", "/v1")
-ADMIN_PREFIX = "/models/v2/admin/"
-
-
-def surface_of(path: str) -> str:
-    if path.startswith(OPENAI_PREFIXES):
-        return "openai"
-    if path.startswith(ADMIN_PREFIX):
-        return "admin"
-    if path.startswith("/models/v2/"):
-        return "v2"
-    return "other"
 
 
 class PlatformMiddleware:
@@ -71,7 +59,7 @@ class PlatformMiddleware:
         request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         path: str = scope["path"]
-        ctx = RequestContext(request_id, datetime.now(UTC), time.perf_counter(), surface_of(path))
+        ctx = RequestContext(request_id, datetime.now(UTC), time.perf_counter(), surface_of(path).name)
         ctx.method, ctx.path = scope["method"], path
         scope[SCOPE_KEY] = ctx
         rate: RateDecision | None = None
@@ -128,8 +116,7 @@ class PlatformMiddleware:
             request_id_var.reset(token)
 
     async def _refuse(self, error: UnimodelError, path: str, send: Send) -> None:
-        encode = openai_compat.error_body if path.startswith(OPENAI_PREFIXES) else bytez_v2.error_body
-        body = to_json(encode(error))
+        body = to_json(surface_of(path).error_body(error))
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if error.retry_after is not None:
             headers.append((b"retry-after", str(max(1, round(error.retry_after + 0.499))).encode()))

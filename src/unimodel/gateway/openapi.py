@@ -7,11 +7,11 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..frontends import openai_compat
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
 from .routes_admin import KeyLimits, NewKey, ProviderKey
 from .routes_clusters import ClusterBody
-from .routes_openai import PREFIXES
 
 _REF = "#/components/schemas/{model}"
 
@@ -159,7 +159,7 @@ def build_openapi() -> dict[str, Any]:
         },
     }
     paths.update(_platform_paths(v2_env))
-    for prefix in PREFIXES:
+    for prefix in openai_compat.SURFACE.prefixes:
         tag = prefix.strip("/").replace("/", "_")
         paths[f"{prefix}/chat/completions"] = {
             "post": {

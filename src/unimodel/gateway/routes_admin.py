@@ -35,7 +35,7 @@ from .context import context
 from .http import guarded, json_response, read_body
 from .platform import Platform, StoreUnreachable
 
-v2 = guarded(bytez_v2.error_body)
+v2 = guarded(bytez_v2.ADMIN.error_body)
 
 _MAX_LIMIT = 10_000
 

@@ -28,7 +28,7 @@ from .context import RequestContext, context
 from .http import guarded, json_response, read_body
 from .service import Gateway
 
-v2 = guarded(bytez_v2.error_body)
+v2 = guarded(bytez_v2.SURFACE.error_body)
 
 
 class Capacity(BaseModel):

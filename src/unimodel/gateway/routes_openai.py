@@ -18,9 +18,7 @@ from .http import close_after, guarded, json_response, read_body
 from .model_backends import ClosedBackend, ForwardedBackend
 from .service import Gateway
 
-openai = guarded(openai_compat.error_body)
-
-PREFIXES = ("/models/v2/openai/v1", "/v1")
+openai = guarded(openai_compat.SURFACE.error_body)
 
 
 def routes(gateway: Gateway) -> list[Route]:
@@ -84,7 +82,7 @@ def routes(gateway: Gateway) -> list[Route]:
     embeddings = native("/v1/embeddings", "embeddings")
 
     out: list[Route] = []
-    for prefix in PREFIXES:
+    for prefix in openai_compat.SURFACE.prefixes:
         out.append(Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]))
         out.append(Route(f"{prefix}/models", list_models, methods=["GET"]))
         out.append(Route(f"{prefix}/completions", completions, methods=["POST"]))

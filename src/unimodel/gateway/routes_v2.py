@@ -23,7 +23,7 @@ from .service import Gateway
 
 log = logging.getLogger("unimodel.gateway")
 
-v2 = guarded(bytez_v2.error_body)
+v2 = guarded(bytez_v2.SURFACE.error_body)
 
 
 def _log_stream_error(model_id: str) -> Callable[[UnimodelError], None]:
