@@ -2,7 +2,8 @@
 these tests is instant (what the policy asked for at the last tick is ready now) unless a test says otherwise.
 
 Unless a test passes `start_s`, no start time has been measured yet and the policy plans with
-`assumed_start_s` (30 s): a horizon of 30 s and a scale-down hold of 30 s.
+`assumed_start_s` (30 s): a horizon of 30 s and a scale-down hold of 60 s (the break-even of keeping an
+instance: its start time plus what the start burns, `start_cost` = 1 start time).
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from itertools import pairwise
 
 import pytest
 
-from unimodel.runtime.policy import Decision, Observation, PolicyConfig, PolicyState, decide, hold, horizon
+from unimodel.runtime.policy import (
+    Decision,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    break_even,
+    decide,
+    hold,
+    horizon,
+)
 
 
 def config(**overrides: float | None) -> PolicyConfig:
@@ -68,20 +78,23 @@ def steps(values: Sequence[int], offset: int = 0) -> list[tuple[int, int, int]]:
 def test_the_horizon_and_the_hold_follow_the_start_time() -> None:
     cfg = config()
     assert [horizon(cfg, s) for s in (0.5, 6, 20, 60, 300)] == [6, 6, 20, 60, 60]  # within [panic, stable]
-    assert [hold(cfg, s) for s in (0.5, 20, 300)] == [0.5, 20, 300]  # break-even: as long as a start
+    # Break-even: the start time (the replacement's slot, held while it loads) plus what the start burns.
+    assert [hold(cfg, s) for s in (0.5, 20, 300)] == [1, 40, 600]
+    assert [break_even(config(start_cost=c), 20) for c in (0, 0.5, 3)] == [20, 30, 80]
+    assert hold(config(start_cost=0), 20) == 20  # starts that burn nothing but their time: as long as a start
     assert hold(config(scale_down_delay_s=45), 2) == 45  # a configured delay wins
 
 
 def test_a_short_start_gives_back_capacity_sooner_than_a_long_one() -> None:
     # 6 concurrent requests for two minutes, then 1. The horizon average has to come down, then the hold pass.
     loads = [6] * 120 + [1] * 120
-    fast = desired(run(config(), loads, start_s=2))  # horizon 6 s (the panic window), hold 2 s
-    slow = desired(run(config(), loads, start_s=20))  # horizon 20 s, hold 20 s
-    assumed = desired(run(config(), loads))  # nothing measured: assumed_start_s, 30 s
-    # Halving at most per decision, one step per second once the hold has passed.
-    assert steps(fast)[0] == (122, 6, 5)
-    assert steps(slow) == [(142, 6, 5), (146, 5, 4), (150, 4, 3), (154, 3, 2), (158, 2, 1)]
-    assert steps(assumed)[0] == (154, 6, 5)
+    fast = desired(run(config(), loads, start_s=2))  # horizon 6 s (the panic window), hold 4 s
+    slow = desired(run(config(), loads, start_s=20))  # horizon 20 s, hold 40 s
+    assumed = desired(run(config(), loads))  # nothing measured: assumed_start_s, 30 s: hold 60 s
+    # One step per second once the hold has passed (fast), or as the horizon average comes down (slow).
+    assert steps(fast) == [(124, 6, 5), (125, 5, 4), (126, 4, 3), (127, 3, 2), (128, 2, 1)]
+    assert steps(slow) == [(162, 6, 5), (166, 5, 4), (170, 4, 3), (174, 3, 2), (178, 2, 1)]
+    assert steps(assumed)[0] == (184, 6, 5)
     assert desired(run(config(), loads, start_s=30)) == assumed
     assert fast[-1] == slow[-1] == assumed[-1] == 1
 
@@ -97,16 +110,113 @@ def test_load_that_swings_faster_than_an_instance_starts_is_averaged_out() -> No
     assert values == [4] * len(values)  # ceil(2.75) at worst phase of the 30 s average, held
 
 
-def test_a_dip_longer_than_a_start_is_followed_when_starts_are_cheap() -> None:
-    # With 2 s starts, releasing capacity for a 30 s dip and starting it again costs less than keeping it:
-    # the policy follows the load down after the horizon and the hold, and back up at once.
+def test_a_dip_longer_than_the_break_even_is_followed_when_starts_are_cheap() -> None:
+    # With 2 s starts (a break-even of 4 s), releasing capacity for a 30 s dip and starting it again costs less
+    # than keeping it: the policy follows the load down after the horizon and the hold, and back up at once.
     loads = [8] * 60 + [1] * 30 + [8] * 30
     values = desired(run(config(), loads, start_s=2))
     assert values[59] == 8
-    assert steps(values)[:2] == [(61, 8, 7), (62, 7, 6)]
+    assert steps(values)[:2] == [(63, 8, 7), (64, 7, 6)]
     assert min(values[60:90]) == 1
     assert values[-1] == 8
     assert max(values) == 8
+
+
+# ── starts that cost more than they save ────────────────────────────────────
+
+
+def test_a_dip_shorter_than_the_break_even_keeps_its_instances() -> None:
+    # 5 s starts: replacing an instance costs 10 s of keeping it (5 s holding a slot while it loads, 5 s of the
+    # CPU the start burns). Dips to 1 of 8 s, between the start time and the break-even, are bridged: no
+    # instance goes, none starts. Holding one start time only (start_cost 0, the hold before) flapped in each:
+    # four instances down and up again per dip, each a start that cost more than keeping it.
+    loads = ([8] * 30 + [1] * 8) * 6 + [8] * 30
+    values = desired(run(config(), loads, start_s=5))
+    assert values[30:] == [8] * (len(loads) - 30)
+    one_start = desired(run(config(start_cost=0), loads, start_s=5))
+    assert sum(1 for _, a, b in steps(one_start) if b > a) == 24
+    assert min(one_start[30:]) == 4
+    # A dip of 20 s, longer than the break-even, is followed: down, and up once when the load is back.
+    longer = ([8] * 30 + [1] * 20) * 6 + [8] * 30
+    followed = desired(run(config(), longer, start_s=5))
+    assert sum(1 for _, a, b in steps(followed) if b > a) == 6
+    assert min(followed[30:]) == 1
+
+
+def test_a_scale_down_never_takes_capacity_that_the_requests_now_fill() -> None:
+    # The averages ask for fewer (a quiet minute behind) and nothing is held, but 8 requests are in flight right
+    # now: the 8 instances serving them stay. Once the load is gone they go, halving per decision.
+    cfg = config(scale_down_delay_s=0)
+    state = PolicyState(samples=tuple((float(t), 0.0) for t in range(60)), desired=8)
+    busy = decide(cfg, Observation(60, 8, ready=8, starting=0, last_request_at=60, start_s=5), state)
+    assert busy.desired == 8
+    quiet = decide(cfg, Observation(61, 0, ready=8, starting=0, last_request_at=60, start_s=5), busy.state)
+    assert quiet.desired == 4
+    # In panic or not, a scale-down that the load agrees with now goes through.
+    assert decide(cfg, Observation(60, 3, ready=8, starting=0, last_request_at=60, start_s=5), state).desired == 4
+
+
+def cold_burst(cfg: PolicyConfig, *, start_s: float, gap_s: int) -> list[Decision]:
+    """One request at t=0, nothing for `gap_s`, then 10 requests a second that find no instance: they wait while
+    the instances the policy asks for start (`start_s`), then the ready instances drain the backlog at 50 a
+    second while 50 stay in flight; then 50 in flight and nothing waiting for 200 s. target_concurrency 10: the
+    load after the backlog needs 5 instances."""
+    decisions: list[Decision] = []
+    state = PolicyState()
+
+    def tick(now: int, concurrency: float, waiting: int, ready: int, starting: int) -> None:
+        nonlocal state
+        last = float(now) if concurrency else 0.0
+        decision = decide(cfg, Observation(now, concurrency, ready, starting, last, start_s, waiting), state)
+        decisions.append(decision)
+        state = decision.state
+
+    tick(0, 1, 0, 0, 0)
+    now = 1
+    for _ in range(gap_s):
+        tick(now, 0, 0, 0, 0)
+        now += 1
+    for k in range(int(start_s)):  # nothing ready: everything waits
+        tick(now, 10 * (k + 1), 10 * (k + 1), 0, state.desired)
+        now += 1
+    backlog = 10 * int(start_s)
+    while backlog > 50:  # the instances are ready: the backlog drains
+        backlog = max(50, backlog - 50)
+        ready = state.desired
+        tick(now, backlog, max(0, backlog - 10 * ready), ready, 0)
+        now += 1
+    for _ in range(200):
+        tick(now, 50, 0, state.desired, 0)
+        now += 1
+    return decisions
+
+
+def test_a_cold_start_backlog_is_given_back_once_served_not_held() -> None:
+    # 30 s starts after a 100 s idle gap (longer than the 60 s break-even): the 300 requests that piled up ask
+    # for the 20 instances allowed. Nothing waits from t=132; a panic window later (138) what the backlog asked
+    # for goes at once (halving), with the panic, and the horizon starts over from the panic window: 8 (the
+    # backlog's last requests still in flight in its first samples), held for the break-even, then the 5 the load
+    # after the backlog needs, instead of 20 for a horizon after the panic and a hold more.
+    cfg = config(target_concurrency=10)
+    decisions = cold_burst(cfg, start_s=30, gap_s=100)
+    values = desired(decisions)
+    assert max(values) == 20
+    assert values[131:138] == [20] * 7
+    assert steps(values[131:], 131) == [(138, 20, 10), (139, 10, 8), (199, 8, 7), (206, 7, 6), (223, 6, 5)]
+    assert not decisions[138].panic
+    assert values[-1] == 5
+
+
+def test_a_backlog_after_a_gap_shorter_than_the_break_even_is_held_like_any_ask() -> None:
+    # The same burst, but a start burns 3 start times (break-even 120 s, longer than the 100 s gap): bursts that
+    # come back that soon are cheaper to bridge than to start again, so the backlog's 20 are held for the whole
+    # hold after the panic that asked for them (its horizon, then 120 s).
+    cfg = config(target_concurrency=10, start_cost=3)
+    decisions = cold_burst(cfg, start_s=30, gap_s=100)
+    values = desired(decisions)
+    assert values[136:260] == [20] * 124
+    assert values[-1] == 5
+    assert not decisions[-1].state.backlog
 
 
 # ── the behaviours of the KPA-style design ───────────────────────────────────
@@ -159,11 +269,11 @@ def test_slow_drain_scales_down_gradually_then_to_zero_exactly_after_the_idle_ti
     cfg = config(max_instances=10, idle_timeout_s=120)
     loads = [8] * 120 + [level for level in range(7, 0, -1) for _ in range(30)] + [0] * 200
     last_request_at = 329  # the last tick with load
-    for start_s, first in ((10, 138), (None, 178)):
+    for start_s, first in ((10, 148), (None, 208)):
         values = desired(run(cfg, loads, start_s=start_s))
         assert values[:120] == [8] * 120
-        # One level down per load level, each once the horizon has seen it and the hold has passed (10 + 10 s
-        # after the load fell, or 30 + 30 s with the assumed start), never more than halving, and never below
+        # One level down per load level, each once the horizon has seen it and the hold has passed (10 + 20 s
+        # after the load fell, or 30 + 60 s with the assumed start), never more than halving, and never below
         # one instance until the idle timeout.
         expected = [(first + 30 * i, 8 - i, 7 - i) for i in range(7)] + [(last_request_at + 120, 1, 0)]
         assert steps(values) == expected
@@ -174,20 +284,20 @@ def test_slow_drain_scales_down_gradually_then_to_zero_exactly_after_the_idle_ti
 
 def test_on_off_flapping_load_does_not_thrash() -> None:
     # 15 s of 8 concurrent requests, 30 s of none, for ten minutes (requests keep coming: no idle timeout).
-    # With the assumed 30 s start, the 30 s hold bridges a gap after each burst the panic answered; in the gap
-    # after the next one the policy halves (the rate limit) and the burst after that panics back to 8: one
-    # step down and one up per two on/off cycles, never below half the burst level, where following the load
-    # would step twice per cycle and drop to nothing.
+    # With the assumed 30 s start, the 60 s hold bridges the gaps after the burst the panic answered and the next
+    # one (which, with 8 there, does not panic and asks for the horizon's 4); the 8 go one hold after the panic,
+    # in a gap, halved to 4, and the burst after that panics back to 8: one step down and one up per three on/off
+    # cycles, never below half the burst level, where following the load would step twice per cycle and drop to
+    # nothing.
     flapping = ([8] * 15 + [0] * 30) * 14
     decisions = run(config(), [4] * 120 + flapping)
     values = desired(decisions[120:])
     naive = [math.ceil(load) for load in flapping]
     assert changes(naive) == 27
-    assert changes(values) == 16
+    assert changes(values) == 11
     downs = [(t, a, b) for t, a, b in steps(values, offset=120) if b < a]
-    assert len(downs) == 8
+    assert downs == [(201, 6, 5), (208, 5, 4), (315, 8, 4), (450, 8, 4), (585, 8, 4), (720, 8, 4)]
     assert min(values[60:]) == 4
-    assert values[-1] == 8
     # Compared with following every swing (2 s starts, each gap longer than a start is worth releasing):
     cheap_starts = desired(run(config(), [4] * 120 + flapping, start_s=2)[120:])
     assert changes(cheap_starts) > 3 * changes(values)
@@ -252,11 +362,11 @@ def test_panic_never_scales_down() -> None:
     in_panic = [d.desired for d in decisions[120:] if d.panic]
     assert in_panic == sorted(in_panic)  # never down while panicking
     # The load fell to 1 at t=130; the panic holds 10 until one horizon after its last panicking tick (129),
-    # the hold keeps what the panic asked for 30 s more, then it halves down to what the horizon asks.
+    # the hold keeps what the panic asked for 60 s more, then it halves down to what the horizon asks.
     end_of_panic = next(t for t in range(121, len(decisions)) if not decisions[t].panic)
     assert end_of_panic == 159
-    assert values[120:188] == [10] * 68
-    assert values[188:192] == [5, 3, 2, 1]
+    assert values[120:218] == [10] * 98
+    assert values[218:222] == [5, 3, 2, 1]
     assert values[-1] == 1
 
 
@@ -301,7 +411,7 @@ def test_scale_to_zero_grace_keeps_one_until_the_idle_timeout() -> None:
 def test_a_burst_that_ends_is_given_back_within_a_horizon_and_a_hold_then_zero_after_the_idle_timeout() -> None:
     values = desired(run(config(idle_timeout_s=60), [10] * 60 + [0] * 120, start_s=2))
     assert values[:60] == [10] * 60
-    assert steps(values) == [(61, 10, 9), (62, 9, 7), (63, 7, 5), (64, 5, 4), (65, 4, 2), (66, 2, 1), (119, 1, 0)]
+    assert steps(values) == [(63, 10, 9), (64, 9, 7), (65, 7, 5), (66, 5, 4), (67, 4, 2), (68, 2, 1), (119, 1, 0)]
 
 
 def test_samples_and_wants_are_pruned_to_their_windows() -> None:
@@ -311,7 +421,7 @@ def test_samples_and_wants_are_pruned_to_their_windows() -> None:
     assert len(last.samples) == 60
     assert last.samples[0][0] == 9_999 - 59
     assert max(len(d.state.samples) for d in decisions) == 60
-    assert max(len(d.state.wants) for d in decisions) == 30  # the hold: the assumed 30 s start
+    assert max(len(d.state.wants) for d in decisions) == 60  # the hold: twice the assumed 30 s start
     # Four decisions a second: four times the samples, still bounded by the window.
     state = PolicyState()
     for i in range(4_000):
@@ -343,6 +453,7 @@ def test_float_noise_does_not_ask_for_an_extra_instance() -> None:
         {"panic_window_s": 90},
         {"scale_down_delay_s": -1},
         {"assumed_start_s": -1},
+        {"start_cost": -1},
         {"idle_timeout_s": -1},
     ],
 )

@@ -1,9 +1,11 @@
 """unimodel's own policy (``unimodel.runtime.policy.decide``) on the simulation, driven the way the controller
-(``unimodel.runtime.controller.Deployment``) drives it:
+(``unimodel.runtime.deployment.Deployment``) drives it:
 
-- every ``[runtime] tick_s`` (1 s) it observes, right then, the requests in flight plus waiting, the ready and
-  the starting instances, the time of the last arrival and how long the latest instance took to start
-  (``Deployment.observe``; ``start_s`` is ``Instances.last_start_s``), calls the policy with the
+- every ``[runtime] tick_s`` (1 s) it observes, right then, the requests in flight plus waiting (and of them
+  the waiting ones), the ready and the starting instances, when the model last had work (``last_request_at``:
+  now while a request is in flight or waiting, else the last arrival or completion, as
+  ``Deployment._last_busy_at``) and how long the latest instance took to start (``Deployment.observe``;
+  ``start_s`` is ``Instances.last_start_s``), calls the policy with the
   config ``Deployment.policy_config`` builds (the ``[runtime]`` defaults of ``RuntimeConfig`` unless overridden),
   clamps the answer to [min, max] and keeps at least one instance while requests wait (``policy.bounded``), and
   scales to it (``Deployment.tick``);
@@ -22,6 +24,9 @@ from unimodel.config import RuntimeConfig
 from unimodel.runtime.policy import Observation, PolicyConfig, PolicyState, bounded, decide
 
 __all__ = ["Ours", "policy_config"]
+
+# A policy from before ``Observation.waiting`` (``run.py --src`` of an older tree) is driven without it.
+_HAS_WAITING = "waiting" in {f.name for f in dataclasses.fields(Observation)}
 
 
 def policy_config(
@@ -72,8 +77,9 @@ class Ours:
             concurrency=float(sim.concurrency),
             ready=sim.count("ready"),
             starting=sim.count("starting"),
-            last_request_at=sim.last_arrival,
+            last_request_at=sim.now if sim.concurrency else sim.last_busy,
             start_s=sim.last_start_s,
+            **({"waiting": len(sim.queue)} if _HAS_WAITING else {}),
         )
         decision = decide(self.config, observation, self.state)
         self.state = decision.state

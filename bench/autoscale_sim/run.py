@@ -6,7 +6,10 @@ Usage (from the repository root; seconds of CPU per trace and cold start, no soc
     .venv/bin/python bench/autoscale_sim/run.py                       # Azure conv trace + bursty seed 1; 2, 5, 30 s
     .venv/bin/python bench/autoscale_sim/run.py --trace other.csv --cold-start-s 5
     .venv/bin/python bench/autoscale_sim/run.py --synthetic bursty:2 --synthetic bursty:3
+    .venv/bin/python bench/autoscale_sim/run.py --synthetic onoff:15:8:10 --synthetic onoff:60:45:10:2
     .venv/bin/python bench/autoscale_sim/run.py --speedup 2 --no-synthetic
+    .venv/bin/python bench/autoscale_sim/run.py --start-cost 0                  # starts cost only their time
+    .venv/bin/python bench/autoscale_sim/run.py --src /tmp/before/src           # another tree's policy
 
 Any CSV with ``TIMESTAMP,ContextTokens,GeneratedTokens`` replays (``--trace``). The report is printed as Markdown
 and written, with the raw numbers as JSON and the synthetic traces as CSV, to ``bench/out/autoscale_sim-<time>/``.
@@ -29,15 +32,28 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+
+
+def _src(argv: Sequence[str]) -> Path:
+    """``--src DIR`` (read before the imports below): unimodel's policy from that source tree (a ``src`` folder)."""
+    for i, arg in enumerate(argv):
+        if arg == "--src" and i + 1 < len(argv):
+            return Path(argv[i + 1]).resolve()
+        if arg.startswith("--src="):
+            return Path(arg.partition("=")[2]).resolve()
+    return REPO / "src"
+
+
+SRC = _src(sys.argv[1:])
 sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(REPO / "src"))
+sys.path.insert(1, str(SRC))
 
 from bounds import BurstFloor, burst_floor, fixed_fleets, hindsight_schedule  # noqa: E402
 from kpa import Kpa, KpaSettings  # noqa: E402
 from ours import Ours, policy_config  # noqa: E402
 from ray_serve import RayServe, RaySettings  # noqa: E402
 from sim import Autoscaler, Result, Setup, simulate  # noqa: E402
-from traces import Request, bursty, load_csv, write_csv  # noqa: E402
+from traces import OnOffSpec, Request, bursty, load_csv, onoff, write_csv  # noqa: E402
 
 from unimodel.config import RuntimeConfig  # noqa: E402
 from unimodel.runtime.policy import PolicyConfig  # noqa: E402
@@ -137,7 +153,8 @@ def run_trace(
             results.append(result)
             print(
                 f"  {name} cold {cold:g} s {policy}: p99 {result.delay_p99:.2f} s, ÷ ideal {result.ratio:.2f}, "
-                f"{result.cold_starts} cold starts ({result.extra['cpu_s']} s CPU)",
+                f"{result.starts} starts ({result.flaps} flaps, {result.idle_starts} idle), cost ÷ ideal {result.cost_ratio:.2f} "
+                f"({result.extra['cpu_s']} s CPU)",
                 file=sys.stderr,
             )
     run = TraceRun(name, source, len(requests), requests[-1].arrival, results, judge(results, options.ratio_target))
@@ -168,6 +185,7 @@ def report(runs: Sequence[TraceRun], options: Options, command: str) -> str:
         f"{s.instance_concurrency} for all (Knative containerConcurrency, Ray max_ongoing_requests); instances in "
         f"[{s.min_instances}, {s.max_instances}]; ours: tick {options.tick_s:g} s, idle_timeout {options.idle_timeout_s:g} s"
         + (f", policy args {dict(options.policy_args)}" if options.policy_args else "")
+        + (f", unimodel from `{os.path.relpath(SRC, REPO)}`" if SRC != REPO / "src" else "")
         + ".",
         f"- KPA: Knative's defaults (target {KpaSettings().target_fraction:.0%} of containerConcurrency, stable 60 s, "
         "panic 6 s at 200 %, max scale-up 1000, max scale-down 2, scale-to-zero grace 30 s, 2 s tick). Ray: Ray Serve's "
@@ -176,6 +194,11 @@ def report(runs: Sequence[TraceRun], options: Options, command: str) -> str:
         "- ideal = total service time / instance_concurrency: perfectly packed instances that exist only while busy "
         "(no cold start, no idle slot). Instance-seconds count launch to stop (cold starts and drains included) "
         "until the last request completes. Every run starts at zero instances.",
+        "- starts = instances launched. A second spent starting holds the instance's slot (in instance-seconds) and "
+        f"burns {s.start_cost:g} instance-second more (loading weights; `--start-cost`): **cost** = instance-seconds "
+        f"+ {s.start_cost:g} × starting seconds (starts × {s.start_cost:g} × start time, less for starts stopped "
+        f"early). flaps = starts within (1 + {s.start_cost:g}) × start time of a give-back (a scale-down), when "
+        "keeping that instance would have cost less; idle = instances that served no request.",
         f"- Target (per trace, every cold start): ours' p99 queueing delay ≤ the better of KPA's and Ray's, and ours' "
         f"instance-seconds ≤ {options.ratio_target:g} × ideal.",
     ]
@@ -185,15 +208,15 @@ def report(runs: Sequence[TraceRun], options: Options, command: str) -> str:
             f"## {run.name}: {run.requests} requests over {run.span_s:.0f} s ({run.source})",
             "",
             "| cold start | policy | delay p50 s | p99 s | max s | mean s | waited | instance-s | ÷ ideal "
-            "| cold starts | peak instances | max queue | starting s | draining s |",
-            "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| starts | flaps | idle | cost | cost ÷ ideal | peak instances | max queue | starting s | draining s |",
+            "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for r in run.results:
             lines.append(
                 f"| {r.cold_start_s:g} s | {r.policy} | {r.delay_p50:.2f} | {r.delay_p99:.2f} | {r.delay_max:.2f} | "
                 f"{r.delay_mean:.3f} | {100 * r.waited / r.requests:.1f} % | {r.instance_seconds:.0f} | "
-                f"{r.ratio:.2f} | {r.cold_starts} | {r.peak_instances} | {r.max_queue} | "
-                f"{r.extra['starting_s']} | {r.extra['draining_s']} |"
+                f"{r.ratio:.2f} | {r.starts} | {r.flaps} | {r.idle_starts} | {r.cost:.0f} | {r.cost_ratio:.2f} | "
+                f"{r.peak_instances} | {r.max_queue} | {r.starting_s:.0f} | {r.extra['draining_s']} |"
             )
         lines.append("")
         for cold, ok, why in run.verdicts:
@@ -247,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--synthetic",
         action="append",
         default=[],
-        metavar="bursty[:SEED]",
-        help="a generated bursty trace (repeatable)",
+        metavar="bursty[:SEED] | onoff:ON_S:OFF_S:RATE[:FLOOR]",
+        help="a generated trace (repeatable): bursty (seeded), or on/off (RATE/s for ON_S s, FLOOR/s for OFF_S s)",
     )
     parser.add_argument("--no-synthetic", action="store_true", help="by default: no bursty trace")
     parser.add_argument("--speedup", type=float, default=1.0, help="divide CSV inter-arrival times by this")
@@ -264,6 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-instances", type=int, default=20)
     parser.add_argument("--decode-s", type=float, default=0.02, help="service seconds per generated token")
     parser.add_argument("--prefill-s", type=float, default=0.0002, help="service seconds per context token")
+    parser.add_argument(
+        "--start-cost",
+        type=float,
+        default=1.0,
+        help="instance-seconds a second of starting burns besides the slot it holds (cost, flaps)",
+    )
+    parser.add_argument("--src", type=Path, default=None, help="unimodel's source tree (a src folder) for ours")
     parser.add_argument("--idle-timeout-s", type=float, default=60.0, help="ours: the model's idle_timeout_s")
     parser.add_argument("--tick-s", type=float, default=runtime.tick_s, help="ours: [runtime] tick_s")
     parser.add_argument(
@@ -285,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_instances=args.max_instances,
             decode_s=args.decode_s,
             prefill_s=args.prefill_s,
+            start_cost=args.start_cost,
         ),
         idle_timeout_s=args.idle_timeout_s,
         tick_s=args.tick_s,
@@ -306,15 +337,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         traces.append((label, os.path.relpath(path, REPO), requests))
     synthetic = args.synthetic or ([] if args.no_synthetic or args.trace else ["bursty:1"])
     for spec in synthetic:
-        kind, _, seed_text = spec.partition(":")
-        if kind != "bursty":
-            parser.error(f"--synthetic {spec!r}: only bursty[:SEED]")
-        seed = int(seed_text or 1)
+        kind, _, rest = spec.partition(":")
+        if kind == "bursty":
+            seed = int(rest or 1)
+            label, stem, generated = f"bursty seed {seed}", f"bursty-seed{seed}", bursty(seed)
+        elif kind == "onoff":
+            try:
+                numbers = [float(x) for x in rest.split(":")]
+                on_off = OnOffSpec(*numbers)
+                generated = onoff(1, on_off)
+            except (TypeError, ValueError) as e:
+                parser.error(f"--synthetic {spec!r}: onoff:ON_S:OFF_S:RATE[:FLOOR] ({e})")
+            label = f"on/off {on_off.on_s:g} s at {on_off.rate:g}/s, {on_off.off_s:g} s at {on_off.floor:g}/s"
+            stem = "onoff-" + "-".join(f"{x:g}" for x in numbers)
+        else:
+            parser.error(f"--synthetic {spec!r}: bursty[:SEED] or onoff:ON_S:OFF_S:RATE[:FLOOR]")
         with tempfile.TemporaryDirectory() as scratch:
             # Written, then replayed from the file: the synthetic trace goes through the same loader as any other.
-            path = (Path(scratch) if args.no_write else folder) / f"bursty-seed{seed}.csv"
-            write_csv(path, bursty(seed))
-            traces.append((f"bursty seed {seed}", f"generated, {path.name}", load_csv(path)))
+            path = (Path(scratch) if args.no_write else folder) / f"{stem}.csv"
+            write_csv(path, generated)
+            traces.append((label, f"generated, {path.name}", load_csv(path)))
 
     runs = []
     for label, source, requests in traces:
@@ -328,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (folder / "report.md").write_text(text)
         payload: dict[str, Any] = {
             "command": command,
-            "options": {**vars(args)},
+            "options": {**vars(args), "src": str(SRC)},
             "setup": dataclasses.asdict(options.setup),
             "kpa": dataclasses.asdict(KpaSettings()),
             "ray": dataclasses.asdict(RaySettings()),
@@ -339,7 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "requests": run.requests,
                     "passed": run.passed,
                     "verdicts": [{"cold_start_s": c, "passed": ok, "why": why} for c, ok, why in run.verdicts],
-                    "results": [{**dataclasses.asdict(r), "ratio": r.ratio} for r in run.results],
+                    "results": [
+                        {**dataclasses.asdict(r), "ratio": r.ratio, "cost": r.cost, "cost_ratio": r.cost_ratio}
+                        for r in run.results
+                    ],
                     "references": [{**dataclasses.asdict(r), "ratio": r.ratio} for r in run.references],
                     "burst_floors": [
                         {"cold_start_s": c, **dataclasses.asdict(f), "ratio": f.ratio} for c, f in run.floors

@@ -7,7 +7,12 @@ The same for every autoscaler:
 - An instance serves at most ``instance_concurrency`` requests at once (a hard limit: Knative's
   containerConcurrency, Ray's max_ongoing_requests, unimodel's instance_concurrency). The head of the queue
   goes to the ready instance with the fewest requests in flight (then the fewest served, then the oldest).
-- An instance is launched (``starting``), ready ``cold_start_s`` later, and serves until it is scaled away.
+- An instance is launched (``starting``), ready ``cold_start_s`` later, and serves until it is scaled away. A
+  start is charged twice: its instance counts from launch (the slot it holds while it loads, in
+  instance-seconds), and every second it spends starting costs ``start_cost`` instance-seconds more (the CPU
+  and I/O that loading weights burns, which an idle instance does not: a llama.cpp start is CPU-bound for its
+  whole duration, bench/cold_start), ``start_cost × cold_start_s`` for a start that completes, less for one
+  stopped while starting. ``Result.cost`` adds the two.
 - Scaling to ``desired`` (:meth:`Simulation.scale_to`) counts starting and ready instances. Up: launch the
   missing ones. Down: stop starting ones first (newest first), then take the ready ones with the fewest requests
   in flight (newest first) out of the router; they drain, stopping when their last request ends. A draining
@@ -19,6 +24,10 @@ The same for every autoscaler:
 Events at the same instant run in this order: completions, instances becoming ready, arrivals, then timers, so a
 timer sees everything that happened at its time. The run ends when the last request completes; instance-seconds
 are counted from launch to stop (or to that end).
+
+Flapping is counted as the starts that follow a give-back (an instance stopped or drained by a scale-down)
+within the break-even time ``(1 + start_cost) × cold_start_s``: keeping that instance idle until then would
+have cost less than the new start, and the requests that asked for it would not have waited for one.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class Setup:
     min_instances: int = 0
     max_instances: int = 20
     cold_start_s: float = 5.0
+    start_cost: float = 1.0  # what a second of starting burns besides the slot it holds, in instance-seconds
     decode_s: float = 0.02  # service seconds per generated token
     prefill_s: float = 0.0002  # service seconds per context token
 
@@ -59,6 +69,7 @@ class Instance:
     served: int = 0
     stopped_at: float | None = None
     drain_at: float | None = None  # when it left the router
+    given_back_at: float | None = None  # when a scale-down took it (stopped at once, or drained)
 
 
 class Autoscaler(Protocol):
@@ -84,7 +95,11 @@ class Result:
     delay_mean: float
     waited: int  # requests that waited at all
     max_queue: int
-    cold_starts: int  # instances launched (each one a cold start)
+    starts: int  # instances launched (each one a cold start)
+    starting_s: float  # instance-seconds spent starting (in instance_seconds)
+    start_cost: float  # instance-seconds a second of starting burns on top (Setup.start_cost)
+    flaps: int  # starts within the break-even time of a give-back
+    idle_starts: int  # instances that served no request at all
     peak_instances: int
     duration: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +107,15 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.instance_seconds / self.ideal_instance_seconds
+
+    @property
+    def cost(self) -> float:
+        """What the policy spent: instance-seconds (launch to stop) plus what its starts burnt."""
+        return self.instance_seconds + self.start_cost * self.starting_s
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.cost / self.ideal_instance_seconds
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -112,6 +136,7 @@ class Simulation:
         self.queue: deque[int] = deque()  # request indices, FIFO
         self.in_flight = 0
         self.last_arrival: float | None = None
+        self.last_busy: float | None = None  # the last arrival or completion
         self.last_start_s: float | None = None  # launch to ready of the latest instance that became ready
         self.delays: list[float] = []
         self.max_queue = 0
@@ -122,6 +147,9 @@ class Simulation:
         self._served_by: dict[int, Instance] = {}
         self._area = 0.0  # ∫ (in flight + waiting) dt up to _area_at
         self._area_at = 0.0
+        self.break_even_s = (1.0 + setup.start_cost) * setup.cold_start_s
+        self.flaps = 0
+        self._given_back: deque[float] = deque()  # give-backs not yet matched with a start, oldest first
 
     # ── what autoscalers read ─────────────────────────────────────────────
 
@@ -147,6 +175,11 @@ class Simulation:
         heapq.heappush(self._events, (max(when, self.now), _TIMER, self._seq, self._seq))
 
     def launch(self) -> Instance:
+        while self._given_back and self._given_back[0] < self.now - self.break_even_s:
+            self._given_back.popleft()
+        if self._given_back:
+            self._given_back.popleft()
+            self.flaps += 1
         instance = Instance(len(self.instances), self.now, self.now + self.setup.cold_start_s)
         self.instances.append(instance)
         self.alive[instance.id] = instance
@@ -163,6 +196,8 @@ class Simulation:
             starting = sorted((i for i in active if i.state == "starting"), key=lambda i: -i.id)
             ready = sorted((i for i in active if i.state == "ready"), key=lambda i: (i.in_flight, -i.id))
             for instance in (starting + ready)[: len(active) - desired]:
+                instance.given_back_at = self.now
+                self._given_back.append(self.now)
                 if instance.state == "starting" or instance.in_flight == 0:
                     self._stop(instance)
                 else:
@@ -212,6 +247,7 @@ class Simulation:
                 instance.in_flight -= 1
                 self.in_flight -= 1
                 remaining -= 1
+                self.last_busy = when
                 if instance.state == "draining" and instance.in_flight == 0:
                     self._stop(instance)
                 if remaining == 0:
@@ -225,7 +261,7 @@ class Simulation:
                     self._dispatch()
             elif kind == _ARRIVAL:
                 self.queue.append(payload)
-                self.last_arrival = when
+                self.last_arrival = self.last_busy = when
                 self._dispatch()
                 self.max_queue = max(self.max_queue, len(self.queue))
                 autoscaler.on_arrival(self, bool(self.queue))
@@ -258,8 +294,12 @@ def simulate(requests: Sequence[Request], setup: Setup, autoscaler: Autoscaler) 
         delay_mean=sum(delays) / len(delays) if delays else 0.0,
         waited=sum(1 for d in delays if d > 0),
         max_queue=sim.max_queue,
-        cold_starts=len(sim.instances),
+        starts=len(sim.instances),
+        starting_s=starting_s,
+        start_cost=setup.start_cost,
+        flaps=sim.flaps,
+        idle_starts=sum(1 for i in sim.instances if i.served == 0),
         peak_instances=sim.peak,
         duration=end,
-        extra={"starting_s": round(starting_s), "draining_s": round(draining_s)},
+        extra={"draining_s": round(draining_s)},
     )

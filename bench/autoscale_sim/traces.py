@@ -2,8 +2,8 @@
 
 A trace is a CSV with a header ``TIMESTAMP,ContextTokens,GeneratedTokens``, one row per request:
 ``TIMESTAMP`` an ISO date-time (the Azure traces carry 7 fractional digits), the token counts integers.
-Any file in that format replays (``load_csv``); ``bursty`` generates one (deterministic for a seed) and
-``write_csv`` writes it so that it replays like any other.
+Any file in that format replays (``load_csv``); ``bursty`` and ``onoff`` generate one (deterministic for a
+seed) and ``write_csv`` writes it so that it replays like any other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["BurstySpec", "Request", "bursty", "load_csv", "service_seconds", "write_csv"]
+__all__ = ["BurstySpec", "OnOffSpec", "Request", "bursty", "load_csv", "onoff", "service_seconds", "write_csv"]
 
 # Where a synthetic trace's clock starts (its timestamps are written relative to this).
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
@@ -123,6 +123,49 @@ def bursty(seed: int, spec: BurstySpec | None = None) -> list[Request]:
             requests.append(Request(arrival, ctx, gen))
             arrival += rng.expovariate(rate)
         t = end + rng.uniform(*spec.gap_s)
+    if not requests:
+        raise ValueError("the spec generated no request")
+    first = requests[0].arrival
+    return [Request(r.arrival - first, r.context_tokens, r.generated_tokens) for r in requests]
+
+
+@dataclass(frozen=True, slots=True)
+class OnOffSpec:
+    """A periodic load: ``on_s`` seconds of Poisson arrivals at ``rate`` per second, then ``off_s`` seconds at
+    ``floor`` per second (0: none), again and again for ``duration_s``; token counts as in :class:`BurstySpec`.
+    The shape that separates a scale-down hold shorter than the gaps from one that bridges them."""
+
+    on_s: float
+    off_s: float
+    rate: float
+    floor: float = 0.0
+    duration_s: float = 3600.0
+
+
+def onoff(seed: int, spec: OnOffSpec) -> list[Request]:
+    """An on/off trace, the same for the same seed and spec."""
+    if spec.on_s <= 0 or spec.off_s < 0 or spec.rate <= 0 or spec.floor < 0:
+        raise ValueError("on_s and rate must be > 0, off_s and floor >= 0")
+    tokens = BurstySpec()
+    rng = random.Random(seed)
+    period = spec.on_s + spec.off_s
+    requests: list[Request] = []
+    t = 0.0
+    while t < spec.duration_s:
+        phase = t % period
+        rate = spec.rate if phase < spec.on_s else spec.floor
+        end = t - phase + (spec.on_s if phase < spec.on_s else period)  # the end of this phase
+        if rate == 0:
+            t = end
+            continue
+        arrival = t + rng.expovariate(rate)
+        if arrival >= end:  # memoryless: nothing in the rest of this phase, start the next one afresh
+            t = end
+            continue
+        t = arrival
+        ctx = min(tokens.context_max, max(1, round(math.exp(rng.gauss(*tokens.context_log)))))
+        gen = min(tokens.generated_max, max(1, round(math.exp(rng.gauss(*tokens.generated_log)))))
+        requests.append(Request(arrival, ctx, gen))
     if not requests:
         raise ValueError("the spec generated no request")
     first = requests[0].arrival

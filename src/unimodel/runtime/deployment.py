@@ -246,7 +246,8 @@ class Deployment:
 
     def observe(self) -> Observation:
         now = self.clock()
-        concurrency = self.in_flight + self.queue_depth
+        waiting = self.queue_depth
+        concurrency = self.in_flight + waiting
         if concurrency:
             self._last_busy_at = now
         return Observation(
@@ -256,6 +257,7 @@ class Deployment:
             starting=self.instances.count(InstanceState.STARTING),
             last_request_at=self._last_busy_at,
             start_s=self.instances.last_start_s,  # the policy's time scales follow how long an instance takes to start
+            waiting=waiting,
         )
 
     async def tick(self) -> None:

@@ -19,13 +19,25 @@ an instance takes to start (`Observation.start_s`, the latest launch-to-ready ti
    and its previous decision: it follows a burst tick by tick and never scales down.
 3. What the load asks for (`want_h`, or in panic the above) goes up at once and comes down only after `hold`
    seconds: the decision is the largest ask of the last `hold` seconds, `hold` being `scale_down_delay_s`, or by
-   default the start time. An instance is given back only once it has been unneeded for as long as replacing it
-   would take (the break-even of keeping it: a shorter hold pays a start for every dip, a longer one pays idle
-   time). Down goes by at most `max_scale_down_rate` per decision (halving by default, and at least one).
-4. Zero only when nothing is in flight or queued and the model has had no request (arriving, waiting or in
+   default the break-even `b = (1 + start_cost) × s`. An instance is given back only once it has been unneeded
+   for as long as replacing it would cost: the start time, during which the replacement holds its slot without
+   serving, plus what the start itself burns (`start_cost` start times; loading weights keeps a CPU busy for
+   the whole start). Holding `b` pays at most twice what hindsight would for any dip (ski rental); holding
+   `s` alone, half of it, paid up to three times, and a start for every dip between `s` and `b`. Nor does a
+   scale-down go below `want_now`: capacity that the requests in flight and waiting fill right now is not
+   unneeded, whatever the averages say (a dip in the averages in the middle of a burst is no reason to drain
+   instances that are serving it and start others a tick later). Down goes by at most `max_scale_down_rate` per
+   decision (halving by default, and at least one).
+4. A cold start's backlog is not held: when requests waited (`Observation.waiting`) for capacity that was
+   still starting, in a panic that followed an idle gap (nothing in flight or waiting) longer than `b`, the
+   capacity asked for that backlog goes once no request has waited for a whole panic window: the panic ends,
+   the held asks go, and the horizon starts over from the panic window (the backlog's samples say nothing about
+   the load that follows it). After a shorter gap the bursts come back sooner than a replacement would pay for
+   itself, and the hold bridges them as any other dip.
+5. Zero only when nothing is in flight or queued and the model has had no request (arriving, waiting or in
    flight: `last_request_at`) for `idle_timeout_s`; until then at least one instance (the scale-to-zero
    grace), and at least one at once when load arrives at zero.
-5. Clamped to `[min_instances, max_instances]` (`bounded`).
+6. Clamped to `[min_instances, max_instances]` (`bounded`).
 
 `bounded` is also what the controller scales to from any policy's answer (an injected policy may ignore the
 bounds) and on a cold start: within the bounds, and never zero while requests wait for an instance.
@@ -53,9 +65,13 @@ class PolicyConfig:
     panic_window_s: float = 6.0  # the shortest horizon, and the window that detects bursts
     panic_threshold: float = 2.0
     max_scale_down_rate: float = 2.0  # out of panic, one decision keeps at least ceil(previous desired / this)
-    # How long the load must ask for fewer instances before a scale-down; None: the start time (break-even).
+    # How long the load must ask for fewer instances before a scale-down; None: the break-even of keeping an
+    # instance, (1 + start_cost) × the start time.
     scale_down_delay_s: float | None = None
     assumed_start_s: float = 30.0  # the start time until the controller has measured one
+    # What a start burns besides the time its instance holds a slot without serving, in start times: 1 for a
+    # start that keeps a CPU busy as long as it takes (llama.cpp loading a GGUF is CPU-bound, bench/cold_start).
+    start_cost: float = 1.0
 
     def __post_init__(self) -> None:
         if self.min_instances < 0 or self.max_instances < self.min_instances:
@@ -74,6 +90,8 @@ class PolicyConfig:
             raise ValueError(f"max_scale_down_rate must be >= 1, not {self.max_scale_down_rate}")
         if self.assumed_start_s < 0:
             raise ValueError(f"assumed_start_s must be >= 0, not {self.assumed_start_s}")
+        if self.start_cost < 0:
+            raise ValueError(f"start_cost must be >= 0, not {self.start_cost}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +104,7 @@ class Observation:
     # last one, not from its arrival (None: never).
     last_request_at: float | None
     start_s: float | None = None  # how long the latest instance took from launch to ready (None: none yet)
+    waiting: int = 0  # of `concurrency`, the requests waiting for a slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,10 @@ class PolicyState:
     wants: tuple[tuple[float, int], ...] = ()  # (time, what the load asked for), oldest first, within the hold
     panic_until: float | None = None
     desired: int = 0
+    idle_since: float | None = None  # since when nothing has been in flight or waiting (None: busy now)
+    last_gap: float = math.inf  # the latest idle gap before load (never busy yet: an endless one)
+    backlog: bool = False  # a cold start's backlog is being served (rule 4)
+    served_since: float | None = None  # since when no request has waited, while `backlog`
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +136,15 @@ def horizon(config: PolicyConfig, start_s: float) -> float:
     return min(max(start_s, config.panic_window_s), config.stable_window_s)
 
 
+def break_even(config: PolicyConfig, start_s: float) -> float:
+    """How long keeping an unneeded instance costs as much as replacing it: its start time, plus what a start
+    burns."""
+    return (1.0 + config.start_cost) * start_s
+
+
 def hold(config: PolicyConfig, start_s: float) -> float:
     """How long the load must ask for fewer instances before they go."""
-    return config.scale_down_delay_s if config.scale_down_delay_s is not None else start_s
+    return config.scale_down_delay_s if config.scale_down_delay_s is not None else break_even(config, start_s)
 
 
 def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -> Decision:
@@ -140,6 +169,22 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
         # Still bursting: the capacity the panic added no longer trips the threshold, but the load would
         # trip it again the moment that capacity was taken away (on/off load would thrash).
         panicking = True
+
+    idle_since, last_gap = state.idle_since, state.last_gap
+    if concurrency == 0:
+        idle_since = now if idle_since is None else idle_since
+    elif idle_since is not None:
+        last_gap, idle_since = now - idle_since, None
+    held = state.wants
+    backlog, served_since, served = _cold_backlog(
+        config, observation, state, in_panic=panicking or panic_until is not None, gap=last_gap, start_s=start
+    )
+    if served:
+        # The cold start's backlog is served: what it asked for goes, and the load after it starts over.
+        held, panicking, panic_until = (), False, None
+        samples = tuple(s for s in samples if s[0] > now - config.panic_window_s)
+        want_h = _instances(_mean([c for _, c in samples]), target)
+
     if panicking:
         panic_until = now + span
     elif panic_until is not None and now >= panic_until:
@@ -149,8 +194,12 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
     want = want_h
     if panic_until is not None:
         want = max(_instances(concurrency, target), want_panic, want_h, previous)
-    wants = (*(w for w in state.wants if w[0] > now - hold(config, start)), (now, want))
+    wants = (*(w for w in held if w[0] > now - hold(config, start)), (now, want))
     desired = max(w for _, w in wants)
+    if desired < previous:
+        # Not below what the requests in flight and waiting fill right now: an instance serving them is not
+        # unneeded, whatever the averages say. Down only when the load agrees now as well as over the hold.
+        desired = min(previous, max(desired, _instances(concurrency, target)))
     if desired < previous:
         # At most `rate` times fewer, but at least one fewer: a rate near 1 must not freeze small counts.
         desired = max(desired, min(_ceil(previous / config.max_scale_down_rate), previous - 1))
@@ -160,16 +209,43 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
     )
     if idle:
         # Nothing to serve and nothing asked for a whole idle timeout: a panic has nothing left to protect.
-        desired, panic_until, wants = 0, None, ()
+        desired, panic_until, wants, backlog, served_since = 0, None, (), False, None
     else:
         desired = max(desired, 1)
 
     desired = bounded(config, desired)
     return Decision(
         desired=desired,
-        state=PolicyState(samples=samples, wants=wants, panic_until=panic_until, desired=desired),
+        state=PolicyState(
+            samples=samples,
+            wants=wants,
+            panic_until=panic_until,
+            desired=desired,
+            idle_since=idle_since,
+            last_gap=last_gap,
+            backlog=backlog,
+            served_since=served_since,
+        ),
         panic=panic_until is not None,
     )
+
+
+def _cold_backlog(
+    config: PolicyConfig, observation: Observation, state: PolicyState, *, in_panic: bool, gap: float, start_s: float
+) -> tuple[bool, float | None, bool]:
+    """Rule 4's bookkeeping: (a cold start's backlog is being served, since when no request has waited, whether
+    it has just been served: no request has waited for a whole panic window)."""
+    now = observation.now
+    if observation.waiting > 0:
+        cold = observation.starting > 0 and in_panic and gap >= break_even(config, start_s)
+        return state.backlog or cold, None, False
+    if not state.backlog:
+        return False, None, False
+    if state.served_since is None:
+        return True, now, False
+    if now - state.served_since >= config.panic_window_s:
+        return False, None, True
+    return True, state.served_since, False
 
 
 def bounded(config: PolicyConfig, desired: int, waiting: int = 0) -> int:
