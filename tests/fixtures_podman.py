@@ -271,8 +271,8 @@ class Backends:
         **config: Any,
     ) -> Any:
         from unimodel.config import RuntimeConfig
+        from unimodel.container_settings import ContainerConfig, ModelContainerConfig
         from unimodel.runtime.backends.container import ContainerBackend
-        from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
 
         tables = {model_id: ModelContainerConfig.model_validate(t) for model_id, t in (models or {}).items()}
         settings = ContainerConfig(**{"url": self.podman.url, "labels": self.podman.labels, **config})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from .fixtures_podman import Backends, Podman
 pytestmark = pytest.mark.timeout(240)
 
 CHAT = "fake/chat"
+FAKE_SERVER = Path(__file__).parent / "worker_fake_openai.py"
 
 
 def model(model_id: str = CHAT, **overrides: Any) -> OpenModelConfig:
@@ -305,7 +307,7 @@ def test_a_container_killed_mid_stream_ends_the_stream_with_an_error_event_and_i
         models=[{"id": CHAT, "task": "chat", "idle_timeout_s": 60, "engine_args": {"load_s": 0.2}}],
         runtime={"default_models": False, "log_dir": str(tmp_path), "tick_s": 0.2},
     )
-    from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
+    from unimodel.container_settings import ContainerConfig, ModelContainerConfig
 
     backend = ContainerBackend(
         ContainerConfig(url=podman.url, labels=podman.labels),
@@ -362,3 +364,47 @@ async def test_a_container_killed_from_outside_is_seen_to_exit_within_a_second_a
     assert instance.returncode == 137
     assert not instance.oom_killed and instance.exit_reason is None
     await eventually(lambda: not containers_of(podman, backend), what="the dead container being removed")
+
+
+def test_the_config_alone_runs_a_model_in_containers_beside_a_local_one(
+    podman: Podman, fake_image: str, tmp_path: Path
+) -> None:
+    """`unimodel serve` as a user runs it: `[runtime] backend = "container"` and `[runtime.container]` in the TOML,
+    one model in containers, one (its own `backend = "local"`) as a process; both answer."""
+    from .served import serve
+
+    config = f"""
+[hub]
+offline = true            # the fake image's model has no files to pull
+[runtime.container]
+url = "{podman.url}"
+image = "{fake_image}"
+labels = {{ {", ".join(f'"{k}" = "{v}"' for k, v in podman.labels.items())} }}
+[[models]]
+id = "{CHAT}"
+task = "chat"
+engine_args = {{ load_s = 0.2 }}
+[models.container]
+memory = "256m"
+[[models]]
+id = "acme/local"
+backend = "local"
+engine = "command"
+command = "{sys.executable} {FAKE_SERVER} --port {{port}} --model {{model}}"
+"""
+    with serve(tmp_path, config, runtime='backend = "container"\ntick_s = 0.2') as served:
+        body = {"model": CHAT, "messages": [{"role": "user", "content": "from a container"}]}
+        r = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "echo: from a container"
+        with podman.client() as engine:
+            mine = engine.containers.list(filters={"label": f"{LABEL_MODEL}={CHAT}"})
+            assert len(mine) == 1 and mine[0].attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
+        local = httpx.post(
+            served.url + "/v1/chat/completions",
+            json={"model": "acme/local", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=120,
+        )
+        assert local.status_code == 200, local.text
+    with podman.client() as engine:  # a graceful stop removes the server's containers
+        assert engine.containers.list(all=True, filters={"label": f"{LABEL_MODEL}={CHAT}"}) == []

@@ -11,14 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from unimodel.config import OpenModelConfig, RuntimeConfig
-from unimodel.runtime.backends.container import ContainerBackend, Ownership, container_environment
-from unimodel.runtime.backends.container_config import (
+from unimodel.container_settings import (
     ContainerConfig,
     ModelContainerConfig,
     default_engine_url,
     parse_size,
     render,
 )
+from unimodel.runtime.backends.container import ContainerBackend, Ownership, container_environment
 
 
 def options(tmp_path: Path, table: dict[str, Any], spec: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:

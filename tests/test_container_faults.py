@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from unimodel.config import RuntimeConfig, Settings
+from unimodel.container_settings import ContainerConfig, ModelContainerConfig
 from unimodel.gateway import create_app
 from unimodel.runtime import backends
 from unimodel.runtime.backends import LocalBackend
@@ -33,7 +34,6 @@ from unimodel.runtime.backends.container import (
     ContainerImageMissing,
     ContainerImagePullFailed,
 )
-from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
 from unimodel.runtime.backends.local import worker_command
 
 from .fakes.server import LiveServer
@@ -174,20 +174,14 @@ def test_an_unreachable_engine_leaves_the_server_up_container_models_503_naming_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     socket = f"unix://{tmp_path}/no-engine/podman.sock"
-    # Wired the way config.py's lead will wire it: the backend by name, made from the settings.
-    monkeypatch.setitem(
-        backends.FACTORIES,
-        "container",
-        lambda s: ContainerBackend(ContainerConfig(url=socket), s.runtime, data_dir=Path(s.store.data_dir)),
-    )
+    # The container backend as the config makes it; the local one launches the fake worker.
     monkeypatch.setitem(backends.FACTORIES, "local", lambda s: LocalBackend(s.runtime, command_for=fake_command))
-    monkeypatch.delitem(backends.PLANNED, "container", raising=False)
     settings = Settings(
         models=[
             {"id": CHAT, "task": "chat", "backend": "container"},
             {"id": "acme/local", "task": "chat", "engine_args": {"load_s": 0.1}},
         ],
-        runtime={"default_models": False, "log_dir": str(tmp_path / "logs")},
+        runtime={"default_models": False, "log_dir": str(tmp_path / "logs"), "container": {"url": socket}},
         store={"data_dir": str(tmp_path / "data")},
     )
     with LiveServer(create_app(settings)) as live:
@@ -225,7 +219,7 @@ import asyncio, sys
 from pathlib import Path
 from unimodel.config import OpenModelConfig, RuntimeConfig
 from unimodel.runtime.backends.container import ContainerBackend
-from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
+from unimodel.container_settings import ContainerConfig, ModelContainerConfig
 
 url, image, data_dir, logs, label = sys.argv[1:6]
 

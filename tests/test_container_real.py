@@ -12,9 +12,9 @@ import openai
 import pytest
 
 from unimodel.config import RuntimeConfig, Settings
+from unimodel.container_settings import ContainerConfig, ModelContainerConfig
 from unimodel.gateway import create_app
 from unimodel.runtime.backends.container import ContainerBackend
-from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
 from unimodel.runtime.bundled import SMOLLM2_ID, smollm2_gguf
 
 from .fakes.server import LiveServer

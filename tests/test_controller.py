@@ -413,15 +413,11 @@ def test_a_models_old_runtime_key_still_names_its_engine_with_a_warning(caplog: 
         OpenModelConfig.model_validate({"id": "org/old", "runtime": "llama.cpp", "engine": "llama.cpp"})
 
 
-def test_a_backend_not_wired_in_yet_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+def test_the_backend_is_chosen_by_name_and_an_unknown_name_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "unimodel.toml"
-    path.write_text('[runtime]\nbackend = "container"\n')
-    with pytest.raises(ConfigError, match=r'runtime.backend: backend "container" \(one container per instance\) '
-                       r'is not available in this build yet; use "local"'):  # fmt: skip
-        load_settings(path)
-    path.write_text('[[models]]\nid = "acme/boxed"\npath = "/m/x.gguf"\nbackend = "container"\n')
-    with pytest.raises(ConfigError, match=r'models.0.backend: backend "container" .* not available in this build'):
-        load_settings(path)
+    path.write_text('[runtime]\nbackend = "container"\n[[models]]\nid = "acme/here"\npath = "/m"\nbackend = "local"\n')
+    settings = load_settings(path)
+    assert settings.runtime.backend == "container" and settings.models[0].backend == "local"
     path.write_text('[runtime]\nbackend = "ray"\n')
     with pytest.raises(ConfigError, match=r"runtime.backend: Input should be 'local' or 'container'"):
         load_settings(path)

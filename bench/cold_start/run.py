@@ -531,7 +531,7 @@ class ContainerTarget:
 
         from unimodel.config import OpenModelConfig, RuntimeConfig
         from unimodel.runtime.backends.container import ContainerBackend
-        from unimodel.runtime.backends.container_config import ContainerConfig, ModelContainerConfig
+        from unimodel.container_settings import ContainerConfig, ModelContainerConfig
 
         self.setup = setup
         self.service: Proc | None = None

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .container_settings import ContainerConfig, ModelContainerConfig
+
 log = logging.getLogger("unimodel.config")
 
 
@@ -281,6 +283,9 @@ class OpenModelConfig(BaseModel):
     backend: BackendName | None = Field(
         default=None, description="Where this model's instances run; [runtime] backend when unset."
     )
+    container: ModelContainerConfig | None = Field(
+        default=None, description="With the container backend: the image, command, limits, mounts (`[models.container]`)."
+    )
     engine: Literal["llama.cpp", "transformers", "command"] = Field(
         default="transformers",
         description='What serves the model in its instances: llama.cpp (GGUF files), transformers, or "command" '
@@ -368,8 +373,11 @@ class RuntimeConfig(BaseModel):
 
     backend: BackendName = Field(
         default="local",
-        description='Where open-model instances run: "local" (processes on this machine); "container" (one '
-        "container per instance) once this build has it. A model's own `backend` wins.",
+        description='Where open-model instances run: "local" (processes on this machine) or "container" (one '
+        "container per instance, Docker or Podman). A model's own `backend` wins.",
+    )
+    container: ContainerConfig = Field(
+        default_factory=ContainerConfig, description="`[runtime.container]`: the engine's socket, default image, pulls."
     )
     default_models: bool = Field(
         default=True, description="Offer the bundled SmolLM2-135M-Instruct and all-MiniLM-L6-v2 when installed."

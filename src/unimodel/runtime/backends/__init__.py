@@ -1,7 +1,8 @@
 """Instance backends: how an instance of an open model is started, stopped and watched.
 
-    base.py    the interface (`Backend`, `Instance`) every backend implements
-    local.py   subprocesses on this machine (`LocalBackend`), the default
+    base.py       the interface (`Backend`, `Instance`) every backend implements
+    local.py      subprocesses on this machine (`LocalBackend`), the default
+    container.py  one container per instance through the Docker Engine API (Docker or Podman)
 
 Which backend a model's instances run on is configuration: `[runtime] backend`, or a `[[models]]` table's own
 `backend`. `FACTORIES` maps each name that is wired in to how it is made from the settings; a name the config
@@ -35,9 +36,14 @@ def _local(settings: Settings) -> Backend:
     return LocalBackend(settings.runtime, state_dir=state_dir)
 
 
-FACTORIES: dict[str, BackendFactory] = {"local": _local}
-# In the config's choices, not wired in yet (its module is being written: runtime/container_backend.py).
-PLANNED: dict[str, str] = {"container": "one container per instance"}
+def _container(settings: Settings) -> Backend:
+    from .container import container_backend  # imports the docker SDK: only when a model runs in a container
+
+    return container_backend(settings)
+
+
+FACTORIES: dict[str, BackendFactory] = {"local": _local, "container": _container}
+PLANNED: dict[str, str] = {}  # names the config accepts that are not wired into this build yet
 
 
 def problem(name: str) -> str | None:

@@ -1,46 +1,11 @@
-"""The container backend: one container per instance, through the Docker Engine API (Docker, or Podman's
-Docker-compatible service), with the official `docker` SDK.
-
-    backend = ContainerBackend(ContainerConfig(), settings.runtime, data_dir=Path(settings.store.data_dir))
-    instance = await backend.start(spec, "smollm2-1")     # pulled if need be, created, started: not yet ready
-    await instance.exited.wait()                          # or: await backend.stop(instance, grace_s=10)
-
-What a container gets (container_config.py has the settings):
-- the model's image (`[models.container] image`, else `[runtime.container] image`, `unimodel-worker:latest` by
-  default, pulled by the `pull` policy: never, if-missing, always), and its `command`/`args` templates, or else
-  the unimodel worker's command line with `--host 0.0.0.0 --port <port>`;
-- its `port` published on `[runtime.container] host` (loopback by default) on a port the engine picks: the
-  instance's address is `http://<connect host>:<published port>`;
-- the Hugging Face cache mounted read-only at the same path (weights pulled once serve every container), the
-  model's local `path` read-only at the same path, and the model's `volumes`; `cpus`, `memory`, `shm_size`,
-  `gpus` (device requests) and `devices`;
-- the environment of instance_env.py (an allow-list: never the gateway's secrets) less what describes this
-  machine rather than the image (PATH, HOME, PYTHONPATH, VIRTUAL_ENV, …), plus HF_HUB_CACHE and HF_HUB_OFFLINE=1;
-- labels naming its owner: this server (`io.unimodel.server`, an id kept in `<data_dir>/containers/server-id`)
-  and this run of it (`io.unimodel.owner`, a token whose lock file `<data_dir>/containers/owners/<token>.lock`
-  this process holds while it runs: the kernel lets go of it however the process ends).
-
-Watching: a thread per container follows its log into the instance's log file (`[runtime] log_dir`, as the
-local backend's); the stream ends when the container stops, and the container is then inspected: its exit code
-becomes `returncode` (137 after SIGKILL, as engines report it), an OOM kill (the engine's `OOMKilled`, or, on a
-cgroup v1 host where Podman does not report it, the container's memory cgroup's own OOM counter, watched with an
-eventfd) is written to its log and counted (`metrics()`), `exited` is set, and the container is removed.
-
-Leftovers: `stop_leftovers` removes the containers labelled with this server's id whose owner no longer holds its
-lock (a run that crashed or was SIGKILLed); containers of a run that still holds its lock (another server
-sharing the data folder) are left alone, and so are every other server's. `aclose` removes every container of
-this run. A container engine that cannot be reached does not stop the server: starts fail with a 503 naming the
-socket, and the leftovers are swept at the first successful connection.
-
-The SDK blocks: its calls run in this backend's own threads, never on the event loop.
-"""
+"""`ContainerBackend`: the `Backend` of one container per instance (this package's docstring says what a container
+gets, how it is watched, and what happens to leftovers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import logging
 import math
@@ -59,102 +24,39 @@ import docker
 import docker.errors
 import requests
 from docker.models.containers import Container
-from docker.types import DeviceRequest, Mount, Ulimit
 
-from ...config import OpenModelConfig, RuntimeConfig, Settings
-from ..instance_env import instance_environment
-from .base import Backend, Instance
-from .container_config import ContainerConfig, ModelContainerConfig, default_engine_url, render
-from .local import worker_command
-
-__all__ = [
-    "LABEL_INSTANCE",
-    "LABEL_MODEL",
-    "LABEL_OWNER",
-    "LABEL_SERVER",
-    "ContainerBackend",
-    "ContainerEngineUnavailable",
-    "ContainerError",
-    "ContainerImageMissing",
-    "ContainerImagePullFailed",
-    "ContainerInstance",
-    "ContainerStartFailed",
-    "Ownership",
-    "container_backend",
-    "container_environment",
-]
+from ....config import OpenModelConfig, RuntimeConfig, Settings
+from ....container_settings import ContainerConfig, ModelContainerConfig, default_engine_url
+from ..base import Backend, Instance
+from .engine import (
+    build_hint,
+    display_url,
+    explain,
+    image_present,
+    published_port,
+    remove,
+    safe_name,
+    scrub,
+    size,
+    split_image,
+)
+from .errors import (
+    ContainerEngineUnavailable,
+    ContainerImageMissing,
+    ContainerImagePullFailed,
+    ContainerStartFailed,
+)
+from .oom import OomWatch
+from .options import create_options
+from .ownership import LABEL_INSTANCE, LABEL_MODEL, LABEL_OWNER, LABEL_SERVER, Ownership
 
 log = logging.getLogger("unimodel.runtime")
 
 T = TypeVar("T")
 
-LABEL_SERVER = "io.unimodel.server"  # the server (its data folder) that owns the container
-LABEL_OWNER = "io.unimodel.owner"  # the run of that server that started it
-LABEL_INSTANCE = "io.unimodel.instance"
-LABEL_MODEL = "io.unimodel.model"
-
-# What the gateway's environment says about this machine rather than about the image: a container keeps its
-# image's (a host PATH or VIRTUAL_ENV would break it). pass_env or the model's env can still set them.
-HOST_ONLY = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "TMPDIR",
-        "TMP",
-        "TEMP",
-        "PYTHONPATH",
-        "VIRTUAL_ENV",
-        "LD_LIBRARY_PATH",
-        "XDG_CACHE_HOME",
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "TRANSFORMERS_CACHE",
-        "SENTENCE_TRANSFORMERS_HOME",
-    }
-)
 STREAM_TIMEOUT_S = 7 * 24 * 3600  # a log stream's socket timeout: a quiet server is not a broken stream
 EXIT_CHECK_RETRY_S = 1.0  # a log stream ended but the engine does not answer: look again this often
 MAX_POOL = 256  # connections to the engine: one per followed log, plus calls
-
-
-# ── errors ──────────────────────────────────────────────────────────────────
-
-
-class ContainerError(OSError):
-    """An instance's container could not be started. `status` and `code` are what a caller should see; the
-    message names the image or the engine's address and what to do. (An `OSError`, as `Backend.start` raises.)"""
-
-    status = 503
-    code = "container_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ContainerEngineUnavailable(ContainerError):
-    code = "container_engine_unavailable"
-
-
-class ContainerImageMissing(ContainerError):
-    code = "container_image_missing"
-
-
-class ContainerImagePullFailed(ContainerError):
-    code = "container_image_pull_failed"
-
-
-class ContainerStartFailed(ContainerError):
-    code = "container_start_failed"
-
-
-# ── instances ───────────────────────────────────────────────────────────────
 
 
 @dataclasses.dataclass(eq=False)
@@ -179,199 +81,10 @@ class _Tracked:
     container: Container
     memory_limit: int | None
     finishing: bool = False
-    oom: _OomWatch | None = None
+    oom: OomWatch | None = None
     last_log_at: float = 0.0  # wall clock of the last log chunk (a followed stream that breaks resumes there)
     followed_at: float = 0.0  # when the latest log stream was opened (monotonic)
 
-
-# ── who owns a container ────────────────────────────────────────────────────
-
-
-class Ownership:
-    """This server's id (kept in `folder/server-id`, the same for every run) and this run's token, whose lock file
-    (`folder/owners/<token>.lock`) this process holds while it runs. `folder` None (or not writable): an id of
-    this run alone, and no leftovers of earlier runs can be told apart."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.token = secrets.token_hex(8)
-        self.folder = folder
-        self._lock_fd: int | None = None
-        self.server_id = f"run-{self.token}"
-        self.persistent = False
-        if folder is not None:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                self.server_id = self._server_id(folder / "server-id")
-                self._lock_fd = self._hold(self._lock_path(self.token))
-                self.persistent = True
-            except OSError as exc:
-                log.warning(
-                    "cannot keep the container backend's identity in %s (%s): containers left by a run that is "
-                    "killed will not be removed at the next start",
-                    folder,
-                    exc,
-                )
-
-    @staticmethod
-    def _server_id(path: Path) -> str:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            for _ in range(50):  # another process is writing it this very moment
-                text = path.read_text().strip()
-                if re.fullmatch(r"[0-9a-f]{16}", text):
-                    return text
-                time.sleep(0.01)
-            raise OSError(f"{path} does not hold a server id; remove it") from None
-        server_id = secrets.token_hex(8)
-        with os.fdopen(fd, "w") as f:
-            f.write(server_id + "\n")
-        return server_id
-
-    def _lock_path(self, token: str) -> Path:
-        assert self.folder is not None
-        return self.folder / "owners" / f"{token}.lock"
-
-    def _hold(self, path: Path) -> int:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-
-    def alive(self, token: str) -> bool:
-        """Whether the run with `token` still runs (holds its lock). Unknown tokens are not alive."""
-        if token == self.token:
-            return True
-        if not self.persistent or not re.fullmatch(r"[0-9a-f]{16}", token):
-            return False
-        path = self._lock_path(token)
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        path.unlink(missing_ok=True)  # its run is gone: so is the lock it held
-        return False
-
-    def forget_dead(self) -> None:
-        """Remove the lock files of runs that are gone."""
-        if not self.persistent or self.folder is None:
-            return
-        for path in (self.folder / "owners").glob("*.lock"):
-            self.alive(path.stem)
-
-    def release(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                self._lock_path(self.token).unlink()
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-
-# ── OOM kills on a cgroup v1 host ───────────────────────────────────────────
-
-
-class _OomWatch:
-    """The OOM kills in one container's memory cgroup (cgroup v1), told by an eventfd registered on its
-    `memory.oom_control`: Podman on a cgroup v1 host reports `OOMKilled` false even after one, so the backend
-    watches for itself. The eventfd fires when the cgroup runs out of memory (its `oom_kill` counter may be read a
-    moment before the kill counts) and when the cgroup goes (then the counter cannot be read). An exit by SIGKILL
-    (137) after such a notice, or a counted kill, is an OOM kill."""
-
-    def __init__(self, folder: Path) -> None:
-        self.kills = 0  # the cgroup's oom_kill counter, as last read
-        self.events = 0  # notifications while the cgroup was there: OOMs (its removal notifies too, unreadable)
-        self._control = os.open(folder / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
-        self._event: int | None = None
-        try:
-            self._event = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            with open(folder / "cgroup.event_control", "w") as f:
-                f.write(f"{self._event} {self._control}")
-        except OSError:
-            self.close()
-            raise
-
-    @classmethod
-    def of(cls, pid: int, container_id: str) -> _OomWatch | None:
-        """The watch of the container whose process is `pid`, when this host has its cgroup v1 memory controller
-        (None otherwise: cgroup v2, another machine's engine, no permission)."""
-        try:
-            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        except OSError:
-            return None
-        for line in lines:
-            parts = line.split(":", 2)
-            if len(parts) == 3 and "memory" in parts[1].split(",") and container_id[:12] in parts[2]:
-                folder = Path("/sys/fs/cgroup/memory") / parts[2].lstrip("/")
-                try:
-                    return cls(folder)
-                except OSError:
-                    return None
-        return None
-
-    @property
-    def fd(self) -> int | None:
-        return self._event
-
-    def read(self) -> bool:
-        """Read the counter; False once the cgroup is gone (nothing more to watch)."""
-        if self._event is not None:
-            with contextlib.suppress(OSError):
-                os.eventfd_read(self._event)
-        try:
-            text = os.pread(self._control, 4096, 0).decode()
-        except OSError:
-            return False
-        match = re.search(r"^oom_kill (\d+)$", text, re.MULTILINE)
-        if match is not None:
-            self.kills = max(self.kills, int(match.group(1)))
-        return True
-
-    def close(self) -> None:
-        for fd in (self._event, self._control):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._event = None
-        self._control = -1
-
-
-# ── the environment ─────────────────────────────────────────────────────────
-
-
-def container_environment(
-    environ: Mapping[str, str],
-    pass_env: list[str],
-    model_env: Mapping[str, str],
-    hf_cache: str | None,
-) -> dict[str, str]:
-    """A container's environment: instance_env.py's allow-list, less what describes this machine (HOST_ONLY),
-    unless pass_env or the model's env names it; the mounted Hugging Face cache, offline."""
-    explicit = set(pass_env) | set(model_env)
-    env = {
-        name: value
-        for name, value in instance_environment(environ, pass_env, model_env).items()
-        if name not in HOST_ONLY or name in explicit
-    }
-    if hf_cache is not None:
-        env.setdefault("HF_HUB_CACHE", hf_cache)
-        env.setdefault("HF_HUB_OFFLINE", "1")  # the gateway pulls; a container reads the cache (read-only)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-# ── the backend ─────────────────────────────────────────────────────────────
 
 ModelSettings = Callable[[OpenModelConfig], ModelContainerConfig]
 
@@ -495,7 +208,7 @@ class ContainerBackend(Backend):
         else:
             why = re.sub(r"\s+", " ", text)[:300]
         return ContainerEngineUnavailable(
-            f"the container engine at {_display_url(self.url)} cannot be reached ({why}); start it (Podman: "
+            f"the container engine at {display_url(self.url)} cannot be reached ({why}); start it (Podman: "
             "`podman system service`; Docker: `systemctl start docker`) or point [runtime.container] url "
             "(or DOCKER_HOST) at it"
         )
@@ -509,12 +222,12 @@ class ContainerBackend(Backend):
 
     async def _ensure_image(self, client: docker.DockerClient, image: str, policy: str, model_id: str) -> None:
         if policy != "always":
-            if await self._call(_image_present, client, image):
+            if await self._call(image_present, client, image):
                 return
             if policy == "never":
                 raise ContainerImageMissing(
                     f"image '{image}' of model '{model_id}' is not in the container engine at "
-                    f'{_display_url(self.url)}, and pull = "never": {_build_hint(image)}, or set pull = '
+                    f'{display_url(self.url)}, and pull = "never": {build_hint(image)}, or set pull = '
                     '"if-missing"'
                 )
         pull = self._pulls.get(image)
@@ -525,7 +238,7 @@ class ContainerBackend(Backend):
         await asyncio.shield(pull)
 
     def _pull(self, client: docker.DockerClient, image: str, model_id: str) -> None:
-        repository, tag = _split_image(image)
+        repository, tag = split_image(image)
         log.info("pulling image %s for model %s", image, model_id)
         started = time.monotonic()
         try:
@@ -534,75 +247,23 @@ class ContainerBackend(Backend):
                 if error:
                     raise ContainerImagePullFailed(self._pull_failed(image, model_id, str(error)))
         except docker.errors.APIError as exc:
-            raise ContainerImagePullFailed(self._pull_failed(image, model_id, _explain(exc))) from None
+            raise ContainerImagePullFailed(self._pull_failed(image, model_id, explain(exc))) from None
         log.info("pulled image %s in %.1f s", image, time.monotonic() - started)
 
     def _pull_failed(self, image: str, model_id: str, why: str) -> str:
         return (
             f"image '{image}' of model '{model_id}' could not be pulled by the container engine at "
-            f"{_display_url(self.url)} ({_scrub(why)}): {_build_hint(image)}, or check the image name and the "
+            f"{display_url(self.url)} ({scrub(why)}): {build_hint(image)}, or check the image name and the "
             "engine's registry access"
         )
 
     # ── starting ────────────────────────────────────────────────────────────
 
     def create_options(self, spec: OpenModelConfig, settings: ModelContainerConfig, name: str) -> dict[str, Any]:
-        """The container's settings (the `containers.create` keywords) for an instance of `spec`."""
-        image = settings.image or self.config.image
-        values = {"model": spec.id, "port": str(settings.port), "path": spec.path or ""}
-        if settings.args is not None:
-            args: list[str] = render(settings.args, values)
-        else:  # the unimodel worker: listening on every address of the container, not only its loopback
-            args = [*worker_command(spec, settings.port, program=()), "--host", "0.0.0.0"]
-        mounts: list[Mount] = []
-        cache = str(self._hf_cache) if self._hf_cache is not None and self._hf_cache.is_dir() else None
-        if cache is not None:
-            mounts.append(Mount(target=cache, source=cache, type="bind", read_only=True))
-        if spec.path and not (cache is not None and _inside(spec.path, cache)):
-            mounts.append(Mount(target=spec.path, source=spec.path, type="bind", read_only=True))
-        for volume in settings.volumes:
-            source, target, *mode = volume.split(":")
-            if source.startswith("/"):
-                mounts.append(Mount(target=target, source=source, type="bind", read_only=mode == ["ro"]))
-            else:
-                mounts.append(Mount(target=target, source=source, type="volume", read_only=mode == ["ro"]))
-        env = container_environment(self._environ, self._runtime.pass_env, spec.env, cache)
-        labels = {
-            **self.config.labels,
-            LABEL_SERVER: self._owner.server_id,
-            LABEL_OWNER: self._owner.token,
-            LABEL_INSTANCE: name,
-            LABEL_MODEL: spec.id,
-        }
-        options: dict[str, Any] = {
-            "image": image,
-            "command": args,
-            "name": name,
-            "labels": labels,
-            "environment": env,
-            "ports": {f"{settings.port}/tcp": (self.config.host, 0)},  # 0: a free port, picked by the engine
-            "mounts": mounts,
-            "init": self.config.init,
-            "detach": True,
-        }
-        if settings.command is not None:
-            options["entrypoint"] = render(settings.command, values)
-        if settings.cpus is not None:
-            options["nano_cpus"] = int(settings.cpus * 1e9)
-        if (memory := settings.memory_bytes()) is not None:
-            options["mem_limit"] = memory
-            options["memswap_limit"] = memory  # no swap beyond the limit: past it is an OOM kill, not a crawl
-        if (shm := settings.shm_bytes()) is not None:
-            options["shm_size"] = shm
-        if settings.gpus is not None:
-            options["device_requests"] = [_gpu_request(settings.gpus)]
-        if settings.devices:
-            options["devices"] = list(settings.devices)
-        if self.config.network is not None:
-            options["network"] = self.config.network
-        if self.config.ulimits:
-            options["ulimits"] = [_ulimit(n, v) for n, v in self.config.ulimits.items()]
-        return options
+        """The container this backend makes for an instance of `spec` (the `containers.create` keywords)."""
+        return create_options(
+            self.config, self._runtime, self._environ, self._hf_cache, self._owner, spec, settings, name
+        )
 
     async def start(self, spec: OpenModelConfig, instance_id: str) -> ContainerInstance:
         if self._closed:
@@ -618,26 +279,26 @@ class ContainerBackend(Backend):
         client = await self._call(self._connect)
         await self._ensure_image(client, image, settings.pull or self.config.pull, spec.id)
         pulled = time.monotonic()
-        name = f"unimodel-{_safe_name(instance_id)}-{secrets.token_hex(3)}"
+        name = f"unimodel-{safe_name(instance_id)}-{secrets.token_hex(3)}"
         options = self.create_options(spec, settings, name)
         try:
             container = await self._call(client.containers.create, **options)
         except docker.errors.ImageNotFound:
             raise ContainerImageMissing(
-                f"image '{image}' of model '{spec.id}' is not in the container engine at {_display_url(self.url)}: "
-                f"{_build_hint(image)}"
+                f"image '{image}' of model '{spec.id}' is not in the container engine at {display_url(self.url)}: "
+                f"{build_hint(image)}"
             ) from None
         except docker.errors.APIError as exc:
             raise ContainerStartFailed(
                 f"the container engine refused to create a container of image '{image}' for model '{spec.id}': "
-                f"{_scrub(_explain(exc))}"
+                f"{scrub(explain(exc))}"
             ) from None
         created = time.monotonic()
         try:
             await self._call(container.start)
             running = time.monotonic()
             await self._call(container.reload)
-            port = _published_port(container.attrs, settings.port)
+            port = published_port(container.attrs, settings.port)
             if port is None:
                 raise ContainerStartFailed(
                     f"the container of image '{image}' for model '{spec.id}' has no published port for "
@@ -647,7 +308,7 @@ class ContainerBackend(Backend):
             self._spawn_removal(container)
             if isinstance(exc, docker.errors.APIError):
                 raise ContainerStartFailed(
-                    f"the container of image '{image}' for model '{spec.id}' could not start: {_scrub(_explain(exc))}"
+                    f"the container of image '{image}' for model '{spec.id}' could not start: {scrub(explain(exc))}"
                 ) from None
             raise
         state = container.attrs.get("State") or {}
@@ -655,7 +316,7 @@ class ContainerBackend(Backend):
             id=instance_id,
             model_id=spec.id,
             address=f"http://{self.config.address_host()}:{port}",
-            log_path=self.log_dir / f"{_safe_name(instance_id)}.log",
+            log_path=self.log_dir / f"{safe_name(instance_id)}.log",
             container_id=container.id or "",
             container_name=name,
             image=image,
@@ -685,7 +346,7 @@ class ContainerBackend(Backend):
     # ── watching ────────────────────────────────────────────────────────────
 
     def _watch_oom(self, tracked: _Tracked, pid: int) -> None:
-        watch = _OomWatch.of(pid, tracked.instance.container_id)
+        watch = OomWatch.of(pid, tracked.instance.container_id)
         if watch is None or watch.fd is None:
             return
         tracked.oom = watch
@@ -786,7 +447,7 @@ class ContainerBackend(Backend):
         oom = engine_oom or (watch is not None and (watch.kills > 0 or (watch.events > 0 and code == 137)))
         lines: list[str] = []
         if oom:
-            limit = f" of {_size(tracked.memory_limit)}" if tracked.memory_limit else ""
+            limit = f" of {size(tracked.memory_limit)}" if tracked.memory_limit else ""
             instance.oom_killed = True
             instance.exit_reason = f"killed for running out of memory (OOMKilled; memory limit{limit})"
             self.oom_kills[instance.model_id] = self.oom_kills.get(instance.model_id, 0) + 1
@@ -814,13 +475,13 @@ class ContainerBackend(Backend):
         self._spawn_removal(tracked.container)
 
     def _spawn_removal(self, container: Container) -> None:
-        async def remove() -> None:
+        async def removal() -> None:
             try:
-                await self._call(_remove, container)
+                await self._call(remove, container)
             except Exception as exc:
                 log.warning("could not remove container %s: %s", container.name, exc)
 
-        self._spawn(remove(), f"remove:{container.name}")
+        self._spawn(removal(), f"remove:{container.name}")
 
     # ── stopping ────────────────────────────────────────────────────────────
 
@@ -935,7 +596,7 @@ class ContainerBackend(Backend):
     def _remove_owned(self, client: docker.DockerClient) -> None:
         """Anything still labelled with this run (a start cancelled between create and return)."""
         for container in client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={self._owner.token}"}):
-            _remove(container)
+            remove(container)
 
 
 def container_backend(
@@ -946,7 +607,7 @@ def container_backend(
 ) -> ContainerBackend:
     """The backend for `settings` (`backends.FACTORIES["container"]`): `config` defaults to `[runtime] container`
     once config.py has it; the identity lives in `[store] data_dir`, the cache mounted is `[hub] cache_dir`'s."""
-    from ..hub.settings import HubSettings
+    from ...hub.settings import HubSettings
 
     if config is None:
         table = getattr(settings.runtime, "container", None)
@@ -958,92 +619,3 @@ def container_backend(
         hf_cache=HubSettings.resolve(settings.hub).cache_dir,
         model_settings=model_settings,
     )
-
-
-# ── helpers ─────────────────────────────────────────────────────────────────
-
-
-def _image_present(client: docker.DockerClient, image: str) -> bool:
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
-def _remove(container: Container) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        container.remove(force=True)
-
-
-def _split_image(image: str) -> tuple[str, str | None]:
-    """`repo[:tag][@digest]` → (repo, tag or digest); no tag: "latest" (never every tag)."""
-    if "@" in image:
-        repository, digest = image.split("@", 1)
-        return repository, digest
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, "latest"
-
-
-def _published_port(attrs: Mapping[str, Any], port: int) -> int | None:
-    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
-    for binding in bindings:
-        with contextlib.suppress(TypeError, ValueError):
-            return int(binding.get("HostPort"))
-    return None
-
-
-def _gpu_request(gpus: str | int | list[str]) -> DeviceRequest:
-    if gpus == "all":
-        return DeviceRequest(count=-1, capabilities=[["gpu"]])
-    if isinstance(gpus, int):
-        return DeviceRequest(count=gpus, capabilities=[["gpu"]])
-    return DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
-
-
-def _ulimit(name: str, value: str) -> Ulimit:
-    soft, _, hard = value.partition(":")
-    return Ulimit(name=name, soft=int(soft), hard=int(hard or soft))
-
-
-def _explain(exc: docker.errors.APIError) -> str:
-    explanation = exc.explanation
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode("utf-8", "replace")
-    return str(explanation or exc)
-
-
-def _scrub(text: str) -> str:
-    """An engine's message, on one line, without credentials a URL might carry."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", re.sub(r"\s+", " ", text)).strip()[:500]
-
-
-def _display_url(url: str) -> str:
-    return _scrub(url)
-
-
-def _build_hint(image: str) -> str:
-    if image.split("/")[-1].startswith("unimodel-worker"):
-        return "build it with `make image` (containers/build.sh)"
-    return f"pull it (podman pull {image} / docker pull {image}) or build it"
-
-
-def _inside(path: str, folder: str) -> bool:
-    try:
-        return Path(path).resolve().is_relative_to(Path(folder).resolve()) or Path(path).is_relative_to(folder)
-    except (OSError, ValueError):
-        return False
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:g} {unit}"
-    return f"{n} bytes"
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "instance"

@@ -15,8 +15,8 @@
     memory = "4g"
     cpus = 2
 
-Both are plain pydantic models, so `config.py` can take them as they are: `RuntimeConfig.container:
-ContainerConfig` and `OpenModelConfig.container: ModelContainerConfig | None`. Sizes (`memory`, `shm_size`) are
+Plain pydantic models beside config.py (which takes them as `RuntimeConfig.container` and
+`OpenModelConfig.container`), not inside runtime/, which imports the config. Sizes (`memory`, `shm_size`) are
 bytes or a number with a unit (k, m, g, t: powers of 1024, as Docker reads them).
 """
 
