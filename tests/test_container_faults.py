@@ -150,12 +150,17 @@ def test_a_container_oom_killed_mid_request_is_a_502_reported_as_such_and_replac
         assert chat(live, "warm up").status_code == 200
         failed = chat(live, "eat [hog_mb=400]")
         oom_kills = backend.metrics()
+        status = httpx.get(live.url + f"/models/v2/{CHAT}").json()["output"]
         after = chat(live, "after")
+        time.sleep(1.5)  # the gateway copies the controller's figures into its metrics every second
+        metrics = httpx.get(live.url + "/metrics").text
 
     assert failed.status_code == 502
     error = failed.json()["error"]
     assert error["code"] == "instance_failed"
-    assert "exit code 137" in error["message"]
+    assert "exit code 137" in error["message"] and "running out of memory" in error["message"], error["message"]
+    assert status["oomKills"] == 1 and status["crashes"] == 1
+    assert f'unimodel_open_instance_crashes_total{{cause="oom_killed",model="{CHAT}"}} 1.0' in metrics
     assert oom_kills == {CHAT: {"oom_kills": 1}}
     log_text = (tmp_path / "logs" / "acme_contained-1.log").read_text()
     assert "fake worker: allocating 400 MiB" in log_text

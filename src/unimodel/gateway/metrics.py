@@ -54,6 +54,9 @@ INSTANCES = Gauge(
 QUEUE_DEPTH = Gauge(
     "unimodel_open_queue_depth", "Requests waiting for an open-model instance.", ["model"], multiprocess_mode="livemax"
 )
+INSTANCE_CRASHES = Counter(
+    "unimodel_open_instance_crashes", "Ready instances that died unasked, by model and cause.", ["model", "cause"]
+)
 COLD_STARTS = Counter(
     "unimodel_open_cold_starts", "Instances started because a request found no capacity at all.", ["model"]
 )
@@ -103,11 +106,23 @@ class OpenModelGauges:
             self._states[model] = set(states)
             QUEUE_DEPTH.labels(model).set(figures.get("queue_depth", 0))
             self._advance(COLD_STARTS, model, "cold_starts", figures)
+            crashes, oom = float(figures.get("crashes", 0)), float(figures.get("oom_kills", 0))
+            self._advance_to(INSTANCE_CRASHES.labels(model, "oom_killed"), (model, "oom"), oom)
+            self._advance_to(INSTANCE_CRASHES.labels(model, "exited"), (model, "exited"), crashes - oom)
+            self._advance_to(
+                INSTANCE_CRASHES.labels(model, "unresponsive"), (model, "hung"), figures.get("unresponsive", 0)
+            )
             self._advance(INSTANCE_SECONDS, model, "instance_seconds", figures)
             if "downloading" in figures:  # a model named by its Hub id (runtime/hub/source.py)
                 PULLING.labels(model).set(figures["downloading"])
                 self._advance(PULLED_BYTES, model, "bytes_downloaded", figures)
                 self._advance(PULLS_FAILED, model, "download_failures", figures)
+
+    def _advance_to(self, child: Any, key: tuple[str, str], total: float) -> None:
+        previous = self._seen.get(key, 0.0)
+        if total > previous:
+            child.inc(total - previous)
+        self._seen[key] = float(total)
 
     def _advance(self, counter: Counter, model: str, name: str, figures: dict[str, Any]) -> None:
         total = float(figures.get(name, 0))

@@ -134,6 +134,8 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         "lastInference": deployment.last_inference,
         "instanceSeconds": round(deployment.instance_seconds, 3),
         "instancesByState": by_state,
+        "crashes": deployment.instances.crashes,  # instances that died while serving (OOM kills among them)
+        "oomKills": deployment.instances.oom_kills,
         **({"download": download} if download is not None else {}),
         **({"error": deployment.last_failure} if status == "failed" else {}),
     }

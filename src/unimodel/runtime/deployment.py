@@ -409,6 +409,7 @@ class Deployment:
             "start_failures": self.instances.start_failures,
             "crashes": self.instances.crashes,
             "unresponsive": self.instances.unresponsive,
+            "oom_kills": self.instances.oom_kills,
             "queue_full": self.queue_full,
             "queue_timeouts": self.queue_timeouts,
             "inferences": self.inferences,

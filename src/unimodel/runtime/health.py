@@ -64,7 +64,7 @@ async def watch_health(
     """Check `instance` until it exits, `watching()` is false, or it failed `checker.failures` checks in a row
     (then `on_unresponsive(why)`)."""
     loop = asyncio.get_running_loop()
-    url = instance.address + "/health"
+    url = instance.address + instance.health_path
     failures = 0
     next_at = loop.time() + checker.interval_s
     while True:

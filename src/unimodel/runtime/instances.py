@@ -94,6 +94,7 @@ class Instances:
         self.start_failures = 0
         self.crashes = 0  # ready or draining instances whose process died unasked
         self.unresponsive = 0  # ready or draining instances killed for failing their health checks
+        self.oom_kills = 0  # of the crashes, those the kernel killed for running out of memory
         self.last_start_s: float | None = None  # launch to ready, the most recent start
 
     # ── what there is ───────────────────────────────────────────────────────
@@ -154,7 +155,7 @@ class Instances:
         if replica.state is not InstanceState.STARTING:  # scaled away while it was launching
             await self._backend.stop(instance, self._stop_grace_s)
             return
-        url = instance.address + "/health"
+        url = instance.address + instance.health_path
         deadline = replica.created_at + self.spec.start_timeout_s
         announced = False
         while replica.state is InstanceState.STARTING and not instance.exited.is_set():
@@ -306,13 +307,19 @@ class Instances:
             replica.state = InstanceState.FAILED
             self._forget(replica)
             self.crashes += 1
+            if instance.oom_killed:
+                self.oom_kills += 1
+            if instance.exit_reason is not None and replica.failure is None:  # the 502 of its requests says why
+                how = f"was {instance.exit_reason}" if instance.oom_killed else f"stopped: {instance.exit_reason}"
+                replica.failure = f"{how} (exit code {code})"
             log.error(
-                "model %s: %s instance %s exited unexpectedly (exit code %s) with %d requests in flight\n"
+                "model %s: %s instance %s exited unexpectedly (exit code %s%s) with %d requests in flight\n"
                 "--- last lines of its log ---\n%s",
                 self.spec.id,
                 was.value,
                 replica.id,
                 code,
+                f": {instance.exit_reason}" if instance.exit_reason else "",
                 replica.in_flight,
                 self._tail(replica) or "(empty)",
             )

@@ -46,6 +46,9 @@ class Instance:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     returncode: int | None = None  # set when `exited` fires (negative: killed by that signal)
     announced: asyncio.Event = field(default_factory=asyncio.Event)  # the process said it is ready
+    health_path: str = "/health"  # where the controller checks it (an image that is not the worker may differ)
+    exit_reason: str | None = None  # set before `exited` when the backend knows more than the code
+    oom_killed: bool = False  # the kernel killed it for running out of memory (set with `exit_reason`)
 
     def describe(self) -> str:
         """Where the instance runs, for a log line: its process id, else its address."""

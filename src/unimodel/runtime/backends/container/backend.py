@@ -66,9 +66,6 @@ class ContainerInstance(Instance):
     container_id: str = ""
     container_name: str = ""
     image: str = ""
-    health_path: str = "/health"
-    oom_killed: bool = False
-    exit_reason: str | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # pull, create, start (seconds)
 
     def describe(self) -> str:
@@ -269,11 +266,6 @@ class ContainerBackend(Backend):
         if self._closed:
             raise ContainerStartFailed(f"the container backend is shut down; instance {instance_id} not started")
         settings = self._model_settings(spec)
-        if settings.health_path != "/health" and "health_path" not in Instance.__dataclass_fields__:
-            raise ContainerStartFailed(
-                f"model '{spec.id}': health_path = '{settings.health_path}' needs a controller that checks each "
-                "instance's own health path; this build checks /health (leave health_path out)"
-            )
         image = settings.image or self.config.image
         started = time.monotonic()
         client = await self._call(self._connect)
