@@ -284,7 +284,8 @@ class OpenModelConfig(BaseModel):
         default=None, description="Where this model's instances run; [runtime] backend when unset."
     )
     container: ModelContainerConfig | None = Field(
-        default=None, description="With the container backend: the image, command, limits, mounts (`[models.container]`)."
+        default=None,
+        description="With the container backend: the image, command, limits, mounts (`[models.container]`).",
     )
     engine: Literal["llama.cpp", "transformers", "command"] = Field(
         default="transformers",
