@@ -391,8 +391,14 @@ class RuntimeConfig(BaseModel):
     scale_down_delay_s: float | None = Field(
         default=None,
         ge=0,
-        description="The load must ask for fewer instances this long before any scale-down; "
-        "unset: as long as the latest instance took to start (the break-even of keeping an idle one).",
+        description="The load must ask for fewer instances this long before any scale-down; unset: the "
+        "break-even of keeping an idle instance, (1 + start_cost) × the latest start time.",
+    )
+    start_cost: float = Field(
+        default=1.0,
+        ge=0,
+        description="What an instance's start costs besides its own slot, in start times (loading weights keeps "
+        "a CPU busy as long again); sets the break-even above.",
     )
     target_utilization: float = Field(default=1.0, gt=0, le=1, description="Share of instance_concurrency to aim at.")
     drain_timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for a draining instance.")

@@ -242,6 +242,7 @@ class Deployment:
             panic_window_s=rt.panic_window_s,
             panic_threshold=rt.panic_threshold,
             scale_down_delay_s=rt.scale_down_delay_s,
+            start_cost=rt.start_cost,
         )
 
     def observe(self) -> Observation:
