@@ -530,8 +530,8 @@ class ContainerTarget:
         from docker.types import Mount
 
         from unimodel.config import OpenModelConfig, RuntimeConfig
-        from unimodel.runtime.backends.container import ContainerBackend
         from unimodel.container_settings import ContainerConfig, ModelContainerConfig
+        from unimodel.runtime.backends.container import ContainerBackend
 
         self.setup = setup
         self.service: Proc | None = None
