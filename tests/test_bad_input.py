@@ -35,7 +35,7 @@ def post(gateway: LiveServer, path: str, content: bytes, headers: dict[str, str]
         (b'{"input": [{"role": "user", "content": 5}]}', 400, "invalid_request", "input[0].content"),
         (b'{"input": [{"role": "user"}]}', 400, "invalid_request", "messages[0]"),
         (b'{"input": "hi", "params": {"temperature": "hot"}}', 400, "invalid_request", "params.temperature"),
-        (b'{"input": "hi", "params": {"max_new_tokens": "x"}}', 400, "invalid_request", "params.max_tokens"),
+        (b'{"input": "hi", "params": {"max_new_tokens": "x"}}', 400, "invalid_request", "params.max_new_tokens"),
         (b'{"input": "hi", "params": {"temperature": -1}}', 400, "invalid_request", "params.temperature"),
         (b'{"input": "hi", "params": {"num_beams": 4}}', 400, "unsupported_parameter", "'num_beams'"),
         (b'{"input": "hi", "params": {"top_k": 4}}', 400, "unsupported_parameter", "'top_k'"),

@@ -233,3 +233,9 @@ def test_an_open_model_tool_call_that_says_stop_finishes_with_tool_calls(gateway
     finishes = [e["choices"][0]["finish_reason"] for e in events if e.get("choices")]  # type: ignore[index]
     assert finishes[-1] == "tool_calls"
     assert any(e["choices"][0]["delta"].get("tool_calls") for e in events if e.get("choices"))  # type: ignore[index]
+
+
+def test_a_bad_parameter_is_named_as_the_caller_sent_it(gateway: LiveServer) -> None:
+    r = httpx.post(gateway.url + f"/models/v2/{CHAT}", json={"input": "hi", "params": {"max_new_tokens": "x"}})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("params.max_new_tokens: ") and "max_tokens:" not in r.json()["error"]

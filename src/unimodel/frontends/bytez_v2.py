@@ -63,15 +63,17 @@ def decode_chat(body: bytes, model: str) -> ChatRequest:
         raise invalid_request(exc) from None
     messages = _messages(wire)
     params = dict(wire.params or {})
+    given_as: dict[str, str] = {}  # canonical name → the caller's, for errors
     for alias, name in PARAM_ALIASES.items():
         if alias in params:
             if name in params:
                 raise InvalidRequest(f"params: give '{alias}' or '{name}', not both.", param=f"params.{alias}")
             params[name] = params.pop(alias)
+            given_as[name] = alias
     try:
         p = ChatParams.model_validate(params)
     except ValidationError as exc:
-        raise invalid_request(exc, prefix="params") from None
+        raise invalid_request(exc, prefix="params", given_as=given_as) from None
     return ChatRequest(
         model=model,
         messages=messages,

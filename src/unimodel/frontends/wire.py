@@ -3,6 +3,7 @@ and the generation parameters, validated once by pydantic and turned into the ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -352,15 +353,22 @@ def _clean_loc(loc: tuple[int | str, ...], prefix: str) -> tuple[str, int]:
     return out, depth
 
 
-def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """A 400 naming the most specific offending field, e.g. `messages[0].role: Input should be 'system', …`."""
+def invalid_request(
+    exc: ValidationError, prefix: str = "", given_as: Mapping[str, str] | None = None
+) -> InvalidRequest:
+    """A 400 naming the most specific offending field, e.g. `messages[0].role: Input should be 'system', …`.
+    `given_as` maps a top-level field the decoder renamed back to the caller's own name (`max_tokens` →
+    `max_new_tokens`), so the message names what the caller sent."""
     errors = exc.errors(include_url=False)
     if errors[0]["type"] == "json_invalid":
         detail = errors[0].get("ctx", {}).get("error", errors[0]["msg"])
         return InvalidRequest(f"The request body is not valid JSON: {detail}.", param="body")
     # Of the branches of a union, the deepest failure is the one the caller meant.
     best = max(errors, key=lambda e: _clean_loc(e["loc"], prefix)[1])
-    loc = _clean_loc(best["loc"], prefix)[0] or "body"
+    loc_parts = best["loc"]
+    if given_as and loc_parts and isinstance(loc_parts[0], str) and loc_parts[0] in given_as:
+        loc_parts = (given_as[loc_parts[0]], *loc_parts[1:])
+    loc = _clean_loc(loc_parts, prefix)[0] or "body"
     kind, msg = best["type"], best["msg"]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         msg = "expected a JSON object"
