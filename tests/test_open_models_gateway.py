@@ -170,6 +170,9 @@ def test_catalog_lists_open_models_and_their_tasks(gateway: LiveServer) -> None:
 
 def test_non_chat_endpoints_refuse_clearly(gateway: LiveServer) -> None:
     r = httpx.post(gateway.url + "/v1/embeddings", json={"model": "openai/gpt-4o", "input": "x"})
+    assert r.status_code == 400 and "not an embedding model" in r.json()["error"]["message"]
+    assert "openai/text-embedding-3-small" in r.json()["error"]["message"]
+    r = httpx.post(gateway.url + "/v1/completions", json={"model": "openai/gpt-4o", "prompt": "x"})
     assert r.status_code == 400 and "open models only" in r.json()["error"]["message"]
     r = httpx.post(gateway.url + "/v1/embeddings", json={"input": "x"})
     assert r.status_code == 400 and "model" in r.json()["error"]["message"]

@@ -11,6 +11,8 @@ from pydantic_core import to_json
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     InvalidRequest,
     Message,
     StreamError,
@@ -84,6 +86,44 @@ def decode_chat(body: bytes, model: str) -> ChatRequest:
         stream=wire.stream,
         extra=dict(p.model_extra or {}),
     )
+
+
+class EmbeddingsRunRequest(BaseModel):
+    """A run body for an embedding model: the text(s) in `input` or `text`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    input: str | list[str] | None = None
+    text: str | None = None
+    params: dict[str, Any] | None = None
+    json_: bool | None = Field(default=None, alias="json")
+
+
+def decode_embeddings(body: bytes, model: str) -> tuple[EmbeddingRequest, bool]:
+    """A v2 run body for a closed embedding model: `input` (or `text`) a string or a list of strings; `params` may
+    ask `dimensions`. With it, whether the caller gave one string (the output is then one vector, not a list)."""
+    try:
+        wire = EmbeddingsRunRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    source = wire.input if wire.input is not None else wire.text
+    if isinstance(source, str) and source:
+        inputs: tuple[str, ...] = (source,)
+    elif isinstance(source, list) and source and all(source):
+        inputs = tuple(source)
+    else:
+        raise InvalidRequest("input: an embedding model takes a non-empty string or a list of them.", param="input")
+    params = dict(wire.params or {})
+    dimensions = params.pop("dimensions", None)
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
+        raise InvalidRequest("params.dimensions: a whole number from 1.", param="params.dimensions")
+    return EmbeddingRequest(model=model, inputs=inputs, dimensions=dimensions, extra=params), isinstance(source, str)
+
+
+def encode_embeddings(result: EmbeddingResult, single: bool) -> bytes:
+    """The envelope with one vector (`number[]`, PROTOCOL.md's feature-extraction output), or one per input."""
+    output = result.vectors[0] if single else result.vectors
+    return to_json({"error": None, "output": output, "provider": result.raw})
 
 
 def _messages(wire: RunRequest) -> tuple[Message, ...]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json, to_json
@@ -14,6 +16,8 @@ from pydantic_core import from_json, to_json
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     FinishReason,
     InvalidRequest,
@@ -244,6 +248,60 @@ def error_body(error: UnimodelError) -> dict[str, Any]:
 
 
 SURFACE = Surface("openai", ("/models/v2/openai/v1", "/v1"), error_body, "text/event-stream")
+
+
+class EmbeddingsBody(BaseModel):
+    """OpenAI's embeddings request, as the OpenAI SDK sends it (it asks for base64 unless told otherwise)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="EmbeddingsRequest")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEmbeddings:
+    model_id: str
+    request: EmbeddingRequest
+    base64: bool
+
+
+def decode_embeddings(payload: dict[str, Any]) -> DecodedEmbeddings:
+    """An embeddings body for a closed model (open models take it as it is), as the canonical request."""
+    try:
+        wire = EmbeddingsBody.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    inputs = (wire.input,) if isinstance(wire.input, str) else tuple(wire.input)
+    if any(not text for text in inputs):
+        raise InvalidRequest("input: every text must be non-empty.", param="input")
+    extra = dict(wire.model_extra or {})
+    if wire.user is not None:
+        extra["user"] = wire.user
+    request = EmbeddingRequest(model=wire.model, inputs=inputs, dimensions=wire.dimensions, extra=extra)
+    return DecodedEmbeddings(wire.model, request, wire.encoding_format == "base64")
+
+
+def encode_embeddings(result: EmbeddingResult, model_id: str, base64_vectors: bool) -> bytes:
+    """OpenAI's embeddings answer; `base64_vectors`: each vector as little-endian float32 bytes in base64, as the
+    OpenAI SDK asks by default and decodes."""
+
+    def vector(values: list[float]) -> list[float] | str:
+        if not base64_vectors:
+            return values
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+
+    return to_json(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": vector(v)} for i, v in enumerate(result.vectors)],
+            "model": model_id,
+            "usage": {"prompt_tokens": result.usage.input_tokens, "total_tokens": result.usage.input_tokens},
+        }
+    )
 
 
 def encode_models(model_ids: list[str]) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from ..config import ProviderConfig
 from ..protocol import ModelNotFound
 from ..protocol.model_ids import check_model_id
-from ..providers.registry import provider_models, provider_names
+from ..providers.registry import provider_embedding_models, provider_models, provider_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class Catalog:
         self.open = open_models or _NoOpenModels()
         configured = providers or {}
         self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
+        self._embedding = {name: frozenset(provider_embedding_models(name)) for name in self._models}
         self.providers = sorted(self._models)
         self._closed = frozenset(self.closed_model_ids())
 
@@ -65,8 +66,20 @@ class Catalog:
             raise ModelNotFound(model_id)
         return Route(provider, model)
 
+    def closed_task(self, route: Route) -> str:
+        """A closed model's task: `feature-extraction` for the embedding models its provider lists, else chat."""
+        return "feature-extraction" if route.model in self._embedding.get(route.provider, ()) else "chat"
+
+    def embedding_hint(self, provider: str) -> str | None:
+        """The provider's embedding models to use instead, for an error message; None when it lists none."""
+        models = sorted(self._embedding.get(provider, ()))
+        if not models:
+            return None
+        return "its embedding models: " + ", ".join(f"{provider}/{m}" for m in models) + "."
+
     def closed_model_ids(self) -> list[str]:
-        return [f"{p}/{m}" for p in self.providers for m in self._models[p]]
+        """The chat and embedding models the providers list, as `provider/model` ids."""
+        return [f"{p}/{m}" for p in self.providers for m in (*self._models[p], *sorted(self._embedding[p]))]
 
     def list_models(self, task: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
         open_models = self.open.tasks()
@@ -78,19 +91,20 @@ class Catalog:
                     self.resolve(model_id)
                 except ModelNotFound:
                     return []
-                entries = [_closed_entry(model_id)]
+                entries = [_closed_entry(model_id, self.closed_task(self.resolve(model_id)))]
             entries = [e for e in entries if e["modelId"] == model_id]
         else:
-            entries += [_closed_entry(m) for m in self.closed_model_ids()]
+            entries += [_closed_entry(m, self.closed_task(self.resolve(m))) for m in self.closed_model_ids()]
         return [e for e in entries if task is None or e["task"] == task]
 
     def tasks(self) -> list[str]:
-        return sorted({"chat", *self.open.tasks().values()})
+        closed = {"feature-extraction"} if any(self._embedding.values()) else set()
+        return sorted({"chat", *closed, *self.open.tasks().values()})
 
 
 def _open_entry(model_id: str, task: str) -> dict[str, Any]:
     return {"modelId": model_id, "task": task, "params": None, "ramRequired": None, "meter": "cpu", "meterPrice": None}
 
 
-def _closed_entry(model_id: str) -> dict[str, Any]:
-    return {"modelId": model_id, "task": "chat", "params": None, "ramRequired": None, "meter": None, "meterPrice": None}
+def _closed_entry(model_id: str, task: str) -> dict[str, Any]:
+    return {"modelId": model_id, "task": task, "params": None, "ramRequired": None, "meter": None, "meterPrice": None}

@@ -24,7 +24,7 @@ from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..protocol import ChatRequest, ChatResult, StreamEvent
+from ..protocol import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult, StreamEvent
 from ..runtime.service import Metered
 from .catalog import Route
 from .context import RequestContext
@@ -38,7 +38,6 @@ METER = "cpu"  # open-model instances run on this machine's CPUs
 
 class ClosedBackend:
     kind = "closed"
-    task = "chat"
 
     def __init__(
         self, gateway: Gateway, model_id: str, route: Route, ctx: RequestContext, headers: Mapping[str, str]
@@ -47,6 +46,7 @@ class ClosedBackend:
         self.model_id = model_id  # as the caller named it
         self.name = route.model  # the provider's own name for it
         self.route = route
+        self.task = gateway.catalog.closed_task(route)  # chat, or feature-extraction for a listed embedding model
         self.ctx = ctx
         self._headers = headers
         ctx.routed(model_id, "closed", route.provider)
@@ -66,6 +66,13 @@ class ClosedBackend:
         key = self._key()
         with _upstream_timer(self.route.provider):
             return await self.gateway.client(self.route.provider).stream(request, key)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            result = await self.gateway.client(self.route.provider).embed(request, key)
+        self.ctx.add_usage(result.usage)
+        return result
 
     def headers(self, streaming: bool = False) -> dict[str, str]:
         return {}

@@ -70,9 +70,18 @@ def routes(gateway: Gateway) -> list[Route]:
             if isinstance(backend, ForwardedBackend):
                 return await backend.forward(request, body)
             if isinstance(backend, ClosedBackend):
-                raise InvalidRequest(
-                    f"'{model_id}' is a closed chat model; {what} are served for open models only.", param="model"
-                )
+                if path != "/v1/embeddings":
+                    raise InvalidRequest(
+                        f"'{model_id}' is a closed chat model; {what} are served for open models only; use chat "
+                        "completions.",
+                        param="model",
+                    )
+                hint = gateway.catalog.embedding_hint(backend.route.provider)
+                if backend.task == "chat" and gateway.catalog.listed(model_id) and hint is not None:
+                    raise InvalidRequest(f"'{model_id}' is a chat model, not an embedding model; {hint}", param="model")
+                decoded = openai_compat.decode_embeddings({**payload, "model": backend.name})
+                result = await backend.embed(decoded.request)
+                return json_response(openai_compat.encode_embeddings(result, model_id, decoded.base64))
             raw = await backend.passthrough(path, payload)
             return json_response(raw, headers=backend.headers())
 

@@ -18,7 +18,7 @@ from ..runtime.service import CHAT_TASKS
 from . import dispatch
 from .context import context
 from .http import close_after, guarded, json_response, read_body
-from .model_backends import ChatBackend, ForwardedBackend, OpenBackend
+from .model_backends import ChatBackend, ClosedBackend, ForwardedBackend, OpenBackend
 from .service import Gateway
 
 log = logging.getLogger("unimodel.gateway")
@@ -46,7 +46,10 @@ def routes(gateway: Gateway) -> list[Route]:
             return await backend.forward(request, body)
         if backend.task in CHAT_TASKS:
             return await _answer(backend, bytez_v2.decode_chat(body, backend.name))
-        assert isinstance(backend, OpenBackend)  # a closed model is a chat model
+        if isinstance(backend, ClosedBackend):  # a provider's embedding model
+            embedding, single = bytez_v2.decode_embeddings(body, backend.name)
+            result = await backend.embed(embedding)
+            return json_response(bytez_v2.encode_embeddings(result, single))
         return await _run_task(backend, body)
 
     @v2

@@ -1,5 +1,6 @@
 """The canonical form: requests, messages, results, stream events and errors. No I/O here."""
 
+from .embeddings import EmbeddingRequest, EmbeddingResult, Purpose
 from .errors import (
     AuthenticationError,
     InvalidRequest,
@@ -36,6 +37,8 @@ __all__ = [
     "AuthenticationError",
     "ChatRequest",
     "ChatResult",
+    "EmbeddingRequest",
+    "EmbeddingResult",
     "Finish",
     "FinishReason",
     "GenerationParams",
@@ -48,6 +51,7 @@ __all__ = [
     "PayloadTooLarge",
     "PaymentRequired",
     "PermissionDenied",
+    "Purpose",
     "RateLimited",
     "ReasoningDelta",
     "ReasoningPart",

@@ -17,6 +17,8 @@ from ..protocol import (
     AuthenticationError,
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     InvalidRequest,
     NotFound,
     PaymentRequired,
@@ -52,6 +54,7 @@ class ProviderInfo:
     docs: str = ""
     # The provider takes images only as inline data: the client fetches http(s) image URLs first (media.py).
     inline_images: bool = False
+    embedding_models: tuple[str, ...] = ()  # its embedding models the catalog lists (task feature-extraction)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +85,19 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
         """A fresh decoder for one streamed answer."""
+
+    def build_embeddings_request(self, request: EmbeddingRequest, api_key: str) -> UpstreamRequest:
+        """The upstream request for an embeddings call; a provider without an embeddings API refuses it."""
+        raise InvalidRequest(
+            f"Provider '{self.name}' has no embeddings API; use another provider's embedding model, or an open one "
+            "(e.g. sentence-transformers/all-MiniLM-L6-v2).",
+            code="unsupported_task",
+            param="model",
+        )
+
+    def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
+        """The vectors of a successful embeddings answer, in the order of the inputs."""
+        raise NotImplementedError  # pragma: no cover - only reached after build_embeddings_request
 
     def error_message(self, body: Any) -> str | None:
         """The human message inside an upstream error body, if it has one."""

@@ -23,6 +23,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     StreamEvent,
     UnimodelError,
     UpstreamProtocolError,
@@ -114,6 +116,20 @@ class ProviderClient:
             raise
         return self._events(decoder, response, api_key)
 
+    async def send_native(self, path: str, headers: Mapping[str, str], body: bytes, api_key: str) -> UpstreamResponse:
+        """A body already in the provider's own format (a surface that speaks it: Claude on the Anthropic Messages
+        surface), sent to `base_url + path` with the retries, error mapping and key redaction of any call. The
+        caller reads the answer and closes it; the transport's failures while reading are the caller's to map."""
+        try:
+            return await self._send(self.adapter.base_url + path, headers, body)
+        except UnimodelError as exc:
+            self._redact(exc, api_key)
+            raise
+
+    def secrets(self, api_key: str) -> list[str]:
+        """The forms of the request's key and the server-held keys that must never be shown (for `redact_value`)."""
+        return secret_forms((api_key, *self._secrets))
+
     async def _post(self, request: ChatRequest, api_key: str) -> UpstreamResponse:
         """Send the request; for a provider that takes only inline images, fetch its image URLs first.
 
@@ -142,8 +158,25 @@ class ProviderClient:
             error.provider_body = error.provider_body[:_TEXT_BODY_CHARS]
         return error
 
-    async def _complete(self, request: ChatRequest, api_key: str) -> ChatResult:
-        response = await self._post(request, api_key)
+    async def embed(self, request: EmbeddingRequest, api_key: str) -> EmbeddingResult:
+        """One vector per input, through the provider's embeddings API (a 400 for a provider without one)."""
+        try:
+            upstream = self.adapter.build_embeddings_request(request, api_key)
+            headers = {"content-type": "application/json", **upstream.headers}
+            response = await self._send(upstream.url, headers, to_json(upstream.body))
+            body = await self._answer_body(response, api_key)
+            try:
+                result = self.adapter.parse_embeddings_response(body, request)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise self._unreadable(exc) from exc
+            result.raw = body
+            return result
+        except UnimodelError as exc:
+            self._redact(exc, api_key)
+            raise
+
+    async def _answer_body(self, response: UpstreamResponse, api_key: str) -> Any:
+        """A successful answer's JSON, read whole and closed; a key it echoes (rare) is redacted."""
         try:
             raw = await response.read()
         except ReadTimedOut as exc:
@@ -157,16 +190,24 @@ class ProviderClient:
             await response.close()
         body = self._decode(raw)
         if any(secret in raw for secret in (api_key.encode(), *self._secret_bytes) if len(secret) >= MIN_SECRET_LENGTH):
-            body = redact_value(body, secret_forms((api_key, *self._secrets)))  # an answer echoing a key (rare)
+            body = redact_value(body, secret_forms((api_key, *self._secrets)))
+        return body
+
+    def _unreadable(self, exc: Exception) -> UpstreamProtocolError:
+        return UpstreamProtocolError(
+            f"Provider '{self.adapter.name}' sent an answer unimodel could not read ({type(exc).__name__}: {exc}).",
+            provider=self.adapter.name,
+        )
+
+    async def _complete(self, request: ChatRequest, api_key: str) -> ChatResult:
+        response = await self._post(request, api_key)
+        body = await self._answer_body(response, api_key)
         try:
             result = self.adapter.parse_response(body)
         except UnimodelError:
             raise
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise UpstreamProtocolError(
-                f"Provider '{self.adapter.name}' sent an answer unimodel could not read ({type(exc).__name__}: {exc}).",
-                provider=self.adapter.name,
-            ) from exc
+            raise self._unreadable(exc) from exc
         if result.tool_calls and result.finish_reason == "stop":
             result.finish_reason = "tool_calls"  # some providers say "stop" after a forced call
         return result

@@ -14,6 +14,8 @@ from pydantic_core import from_json
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     FinishReason,
     ImagePart,
@@ -40,6 +42,7 @@ from ..protocol import (
 )
 from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
 from .content import image_url, parse_arguments
+from .embeddings import refuse_extras
 from .params import OnlyDefault, Param, ParamTable, Unsupported, apply_params, passthrough
 
 MAX_STOP_SEQUENCES = 5
@@ -95,6 +98,16 @@ def finish_reason(raw: str | None) -> FinishReason:
     return FINISH_REASONS.get(raw, "other")
 
 
+# Cohere's input_type for a canonical purpose.
+COHERE_INPUT_TYPES = {
+    "query": "search_query",
+    "document": "search_document",
+    "similarity": "clustering",
+    "classification": "classification",
+    "clustering": "clustering",
+}
+
+
 class CohereAdapter(ProviderAdapter):
     info = ProviderInfo(
         name="cohere",
@@ -108,6 +121,7 @@ class CohereAdapter(ProviderAdapter):
             "command-r-08-2024",
         ),
         docs="https://docs.cohere.com/reference/chat",
+        embedding_models=("embed-v4.0", "embed-english-v3.0", "embed-multilingual-v3.0"),
     )
     params: ClassVar[ParamTable] = COHERE_PARAMS
 
@@ -135,6 +149,27 @@ class CohereAdapter(ProviderAdapter):
             body["stream"] = True
         headers = {"authorization": f"Bearer {api_key}"}
         return UpstreamRequest(f"{self.base_url}/v2/chat", headers, body, stream=request.stream)
+
+    def build_embeddings_request(self, request: EmbeddingRequest, api_key: str) -> UpstreamRequest:
+        """`POST /v2/embed`: `texts`, the required `input_type` (from the purpose; documents when none is given),
+        float vectors, `output_dimension` (embed-v4) for `dimensions`."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "texts": list(request.inputs),
+            "input_type": COHERE_INPUT_TYPES[request.purpose or "document"],
+            "embedding_types": ["float"],
+        }
+        if request.dimensions is not None:
+            body["output_dimension"] = request.dimensions
+        body.update(refuse_extras(request, self.name, ("truncate", "max_tokens")))
+        return UpstreamRequest(f"{self.base_url}/v2/embed", {"authorization": f"Bearer {api_key}"}, body)
+
+    def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
+        vectors = [[float(x) for x in v] for v in body["embeddings"]["float"]]
+        if len(vectors) != len(request.inputs):
+            raise ValueError(f"{len(vectors)} vectors for {len(request.inputs)} inputs")
+        billed = ((body.get("meta") or {}).get("billed_units") or {}).get("input_tokens")
+        return EmbeddingResult(vectors, request.model, Usage(input_tokens=int(billed or 0)))
 
     def parse_response(self, body: Any) -> ChatResult:
         message = body.get("message") or {}

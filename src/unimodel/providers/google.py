@@ -28,6 +28,8 @@ from ..protocol import (
     AuthenticationError,
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     FinishReason,
     ImagePart,
@@ -52,11 +54,19 @@ from ..protocol import (
 )
 from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
 from .content import image_inline, parse_arguments
+from .embeddings import refuse_extras
 from .google_schema import is_free_object, to_gemini_schema
 from .params import OnlyDefault, Param, ParamTable, Unsupported, apply_params
 
 API_VERSION = "v1beta"
 SYNTHETIC_ID_PREFIX = "gcall_"
+GEMINI_TASK_TYPES = {  # Gemini's taskType for a canonical purpose
+    "query": "RETRIEVAL_QUERY",
+    "document": "RETRIEVAL_DOCUMENT",
+    "similarity": "SEMANTIC_SIMILARITY",
+    "classification": "CLASSIFICATION",
+    "clustering": "CLUSTERING",
+}
 MODEL_COLLECTIONS = frozenset({"models", "tunedModels"})  # the resource collections generateContent is called on
 # Google's documented stand-in for a call Gemini 3 did not generate (history from another model).
 DUMMY_SIGNATURE = "skip_thought_signature_validator"
@@ -141,6 +151,7 @@ class GoogleAdapter(ProviderAdapter):
         key_header="x-goog-api-key",
         docs="https://ai.google.dev/api/generate-content",
         inline_images=True,
+        embedding_models=("gemini-embedding-001", "text-embedding-004"),
     )
     params: ClassVar[ParamTable] = GOOGLE_PARAMS
 
@@ -165,6 +176,27 @@ class GoogleAdapter(ProviderAdapter):
         action = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base_url}/{version}/{resource_name(request.model)}:{action}"
         return UpstreamRequest(url, {"x-goog-api-key": api_key}, body, stream=request.stream)
+
+    def build_embeddings_request(self, request: EmbeddingRequest, api_key: str) -> UpstreamRequest:
+        """`POST …/models/<name>:batchEmbedContents`: one request per text, each naming the model, with the purpose as
+        `taskType` and `dimensions` as `outputDimensionality`."""
+        refuse_extras(request, self.name)
+        resource = resource_name(request.model)
+        one: dict[str, Any] = {"model": resource}
+        if request.purpose is not None:
+            one["taskType"] = GEMINI_TASK_TYPES[request.purpose]
+        if request.dimensions is not None:
+            one["outputDimensionality"] = request.dimensions
+        body = {"requests": [{**one, "content": {"parts": [{"text": text}]}} for text in request.inputs]}
+        version = self.config.api_version or API_VERSION
+        url = f"{self.base_url}/{version}/{resource}:batchEmbedContents"
+        return UpstreamRequest(url, {"x-goog-api-key": api_key}, body)
+
+    def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
+        vectors = [[float(x) for x in e["values"]] for e in body["embeddings"]]
+        if len(vectors) != len(request.inputs):
+            raise ValueError(f"{len(vectors)} vectors for {len(request.inputs)} inputs")
+        return EmbeddingResult(vectors, request.model)  # Gemini's embeddings answer has no token counts
 
     def _declaration(self, index: int, tool: Tool) -> dict[str, Any]:
         decl: dict[str, Any] = {"name": tool.name}

@@ -25,6 +25,8 @@ from pydantic_core import from_json, to_json
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     FinishReason,
     ImagePart,
@@ -49,6 +51,7 @@ from ..protocol import (
 )
 from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
 from .content import image_url
+from .embeddings import openai_style_body, parse_openai_style
 from .openai import encode_response_format
 from .openai import parse_usage as parse_openai_usage
 from .params import Param, ParamTable, Unsupported, apply_params, passthrough
@@ -126,8 +129,20 @@ class MistralAdapter(ProviderAdapter):
             "open-mistral-nemo",
         ),
         docs="https://docs.mistral.ai/api/#tag/chat",
+        embedding_models=("mistral-embed", "codestral-embed"),
     )
     params: ClassVar[ParamTable] = MISTRAL_PARAMS
+
+    def build_embeddings_request(self, request: EmbeddingRequest, api_key: str) -> UpstreamRequest:
+        """`POST /v1/embeddings`, OpenAI's shape; `output_dimension` (codestral-embed) for `dimensions`."""
+        body = openai_style_body(
+            request, self.name, dimensions_field="output_dimension", allowed=("output_dtype",), encoding_format=False
+        )
+        headers = {"authorization": f"Bearer {api_key}"}
+        return UpstreamRequest(f"{self.base_url}/v1/embeddings", headers, body)
+
+    def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
+        return parse_openai_style(body, request)
 
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         body: dict[str, Any] = {"model": request.model, "messages": encode_messages(request.messages, self.name)}

@@ -10,6 +10,8 @@ from pydantic_core import from_json
 from ..protocol import (
     ChatRequest,
     ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
     Finish,
     FinishReason,
     ImagePart,
@@ -33,6 +35,7 @@ from ..protocol import (
 )
 from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
 from .content import image_url
+from .embeddings import openai_style_body, parse_openai_style
 from .params import Param, ParamTable, Unsupported, apply_params, passthrough
 
 FINISH_REASONS: dict[str, FinishReason] = {
@@ -99,6 +102,7 @@ class OpenAIAdapter(ProviderAdapter):
             "o4-mini",
         ),
         docs="https://platform.openai.com/docs/api-reference/chat",
+        embedding_models=("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"),
     )
     params: ClassVar[ParamTable] = OPENAI_PARAMS
     # Where an answer carries reasoning text (a message field, and a stream delta field); compatible vendors differ.
@@ -109,6 +113,21 @@ class OpenAIAdapter(ProviderAdapter):
 
     def url(self, request: ChatRequest) -> str:
         return f"{self.base_url}/chat/completions"
+
+    def embeddings_url(self, model: str) -> str:
+        return f"{self.base_url}/embeddings"
+
+    # OpenAI's `dimensions` (text-embedding-3 models); a vendor without it says None
+    embeddings_dimensions_field: ClassVar[str | None] = "dimensions"
+
+    def build_embeddings_request(self, request: EmbeddingRequest, api_key: str) -> UpstreamRequest:
+        body = openai_style_body(
+            request, self.name, dimensions_field=self.embeddings_dimensions_field, allowed=("user",)
+        )
+        return UpstreamRequest(self.embeddings_url(request.model), self.headers(api_key), body)
+
+    def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
+        return parse_openai_style(body, request)
 
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         body: dict[str, Any] = {

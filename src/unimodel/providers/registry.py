@@ -49,6 +49,12 @@ def provider_models(name: str, config: ProviderConfig | None = None) -> tuple[st
     return vendor_row(name, config or ProviderConfig()).models
 
 
+def provider_embedding_models(name: str) -> tuple[str, ...]:
+    """The embedding models the catalog lists for a provider (its adapter's; the vendor rows list none)."""
+    adapter = ADAPTERS.get(name)
+    return adapter.info.embedding_models if adapter is not None else ()
+
+
 def config_problems(name: str, config: ProviderConfig) -> list[str]:
     """Why the config's `[providers.<name>]` table cannot be used, one sentence each (empty when it can)."""
     where = f"[providers.{name}]"

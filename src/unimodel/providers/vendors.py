@@ -237,6 +237,11 @@ class VendorAdapter(OpenAIAdapter):
             )
         return self.row.url(self.base_url, request.model, self.config.api_version)
 
+    def embeddings_url(self, model: str) -> str:
+        """The row's chat URL with `embeddings` for `chat/completions` (Azure's dated deployment path included)."""
+        chat = self.url(ChatRequest(model=model, messages=()))
+        return chat.replace("/chat/completions", "/embeddings")
+
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         row = self.row
         for feature, used in FEATURES.items():
