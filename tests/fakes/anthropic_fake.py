@@ -1,4 +1,5 @@
-"""A faithful fake of the Anthropic Messages API (``POST /v1/messages``, ``GET /v1/models``).
+"""A faithful fake of the Anthropic Messages API (``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
+``GET /v1/models``).
 
 Requests are validated as the real API does (see `anthropic_validate`) and answered with realistic
 ``message`` objects or the named server-sent events of a streamed message. What to answer comes from a
@@ -19,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .anthropic_validate import AnthropicError, merge_turns, thinking_enabled, validate_messages_request
+from .anthropic_validate import (
+    AnthropicError,
+    merge_turns,
+    thinking_enabled,
+    validate_count_tokens_request,
+    validate_messages_request,
+)
 from .common import (
     EventStreamResponse,
     cut_at_stop,
@@ -69,6 +76,21 @@ def create_anthropic_app(script: FakeScript | None = None) -> Starlette:
         recorded = await record_request(request, the_script)
         return await _handle_messages(recorded, the_script)
 
+    async def count_tokens(request: Request) -> Response:
+        recorded = await record_request(request, the_script)
+        try:
+            _check_headers(recorded, the_script)
+            if recorded.json is None:
+                raise AnthropicError("There was an error parsing the body of your request: the body is not valid JSON")
+            validate_count_tokens_request(recorded.json)
+        except AnthropicError as exc:
+            return _error_response(exc, the_script)
+        reply = the_script.next_reply()
+        if reply is not None and reply.status != 200:
+            return _scripted_error(reply, recorded.json["model"], the_script, recorded)
+        counted = reply.input_tokens if reply is not None and reply.input_tokens is not None else None
+        return JSONResponse({"input_tokens": counted or _input_tokens(recorded.json)}, headers=_headers(the_script))
+
     async def list_models(request: Request) -> Response:
         recorded = await record_request(request, the_script)
         try:
@@ -88,6 +110,7 @@ def create_anthropic_app(script: FakeScript | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/{path:path}", not_found, methods=all_methods),
         ]

@@ -16,13 +16,29 @@ from typing import Any
 
 from .common import is_int, is_number
 
-__all__ = ["ALLOWED_PARAMS", "AnthropicError", "Turn", "merge_turns", "thinking_enabled", "validate_messages_request"]
+__all__ = [
+    "ALLOWED_PARAMS",
+    "COUNT_TOKENS_PARAMS",
+    "AnthropicError",
+    "Turn",
+    "merge_turns",
+    "thinking_enabled",
+    "validate_count_tokens_request",
+    "validate_messages_request",
+]
 
 ALLOWED_PARAMS = frozenset(
     {
         "model", "messages", "max_tokens", "metadata", "stop_sequences", "stream", "system", "temperature",
         "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier", "container", "cache_control",
         "inference_geo", "output_config", "diagnostics", "speed", "user_profile_id", "workspace_id",
+    }
+)  # fmt: skip
+# POST /v1/messages/count_tokens takes what the model reads, nothing about generating (no max_tokens, stream, …).
+COUNT_TOKENS_PARAMS = frozenset(
+    {
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",
+        "speed", "user_profile_id", "workspace_id",
     }
 )  # fmt: skip
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -118,6 +134,18 @@ def thinking_enabled(body: Mapping[str, Any]) -> bool:
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
+def validate_count_tokens_request(body: Any) -> None:
+    """`POST /v1/messages/count_tokens`: the prompt's fields validated as for a message, generation fields refused."""
+    if not isinstance(body, dict):
+        raise AnthropicError("Input should be a valid dictionary")
+    check_extra(body, COUNT_TOKENS_PARAMS, "")
+    for key in ("model", "messages"):
+        if key not in body:
+            raise required(key)
+    want_str("model", body["model"])
+    _validate_prompt(body)
+
+
 def validate_messages_request(body: Any) -> None:
     if not isinstance(body, dict):
         raise AnthropicError("Input should be a valid dictionary")
@@ -138,6 +166,11 @@ def validate_messages_request(body: Any) -> None:
     _validate_metadata(body.get("metadata"))
     if body.get("service_tier") is not None and body["service_tier"] not in ("auto", "standard_only"):
         raise _err("service_tier", "Input should be 'auto' or 'standard_only'")
+    _validate_prompt(body)
+
+
+def _validate_prompt(body: Mapping[str, Any]) -> None:
+    """What a message and a token count share: system, tools, tool choice, thinking and the messages."""
     _validate_system(body.get("system"))
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
@@ -258,7 +291,7 @@ def _validate_thinking(body: Mapping[str, Any]) -> None:
         if "budget_tokens" not in thinking:
             raise required("thinking.enabled.budget_tokens")
         _bound("thinking.enabled.budget_tokens", thinking["budget_tokens"], integer=True, low=1024)
-        if body["max_tokens"] <= thinking["budget_tokens"]:
+        if "max_tokens" in body and body["max_tokens"] <= thinking["budget_tokens"]:
             raise AnthropicError("`max_tokens` must be greater than `thinking.budget_tokens`.")
     if not thinking_enabled(body):
         return

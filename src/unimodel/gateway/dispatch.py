@@ -9,8 +9,9 @@
     Route(provider, model)   a closed provider
 
 In that order: an open model this server serves wins (PROTOCOL.md: a configured model wins over a provider
-prefix), then a provider prefix, then the Hugging Face Hub — an id nothing else claims is pulled on first use when
-the caller may make the server pull (`[hub] pull`; always in open mode, which serves loopback callers only).
+prefix), then a provider prefix, then a bare Claude name (`claude-sonnet-4-5`, as Claude Code sends it: Anthropic's),
+then the Hugging Face Hub — an id nothing else claims is pulled on first use when the caller may make the server
+pull (`[hub] pull`; always in open mode, which serves loopback callers only).
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ class ForwardTarget:
 
 Target = OpenTarget | ForwardTarget | Route
 
+# Model names a provider's own clients send without the provider prefix (Claude Code: `claude-sonnet-4-5`).
+BARE_NAMES = (("claude-", "anthropic"),)
+
+
+def bare_name(model_id: str) -> Route | None:
+    """The provider route of a bare provider model name (no `/`), or None."""
+    if "/" in model_id:
+        return None
+    return next((Route(provider, model_id) for start, provider in BARE_NAMES if model_id.startswith(start)), None)
+
 
 def may_pull(gateway: Gateway, principal: Principal) -> bool:
     """Whether this caller may make the server download a model it does not have."""
@@ -59,6 +70,8 @@ async def resolve(gateway: Gateway, model_id: str, principal: Principal, *, pull
     try:
         return gateway.catalog.resolve(model_id)
     except ModelNotFound:
+        if (route := bare_name(model_id)) is not None:
+            return route
         if gateway.link is not None:
             return ForwardTarget(model_id)
         if not pull:
@@ -76,4 +89,4 @@ async def backend_for(gateway: Gateway, model_id: str, ctx: RequestContext, head
         return ForwardedBackend(gateway, target.model_id, ctx)
     if isinstance(target, OpenTarget):
         return OpenBackend(gateway, target.model_id, ctx)
-    return ClosedBackend(gateway, model_id, target, ctx, headers)
+    return ClosedBackend(gateway, f"{target.provider}/{target.model}", target, ctx, headers)  # bare names prefixed

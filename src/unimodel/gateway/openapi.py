@@ -8,9 +8,13 @@ from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from ..frontends import openai_compat
+from ..frontends.anthropic_wire import CountTokensRequest as AnthropicCountTokensRequest
+from ..frontends.anthropic_wire import MessagesRequest as AnthropicMessagesRequest
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
 from .routes_admin import KeyLimits, NewKey, ProviderKey
+from .routes_anthropic import ANTHROPIC_ERROR
+from .routes_anthropic import openapi_paths as anthropic_paths
 from .routes_clusters import ClusterBody
 
 _REF = "#/components/schemas/{model}"
@@ -57,6 +61,8 @@ def build_openapi() -> dict[str, Any]:
         [
             (RunRequest, "validation"),
             (ChatCompletionRequest, "validation"),
+            (AnthropicMessagesRequest, "validation"),
+            (AnthropicCountTokensRequest, "validation"),
             (ClusterBody, "validation"),
             (NewKey, "validation"),
             (KeyLimits, "validation"),
@@ -67,6 +73,7 @@ def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["V2Envelope"] = V2_ENVELOPE
     schemas["OpenAIError"] = OPENAI_ERROR
+    schemas["AnthropicError"] = ANTHROPIC_ERROR
     run_errors = (400, 401, 403, 404, 413, 429, 502, 503, 504)
     v2_env = "#/components/schemas/V2Envelope"
     oai_err = "#/components/schemas/OpenAIError"
@@ -200,6 +207,7 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {"200": {"description": "Models", "content": {"application/json": {}}}},
             }
         }
+    paths.update(anthropic_paths("#/components/schemas/AnthropicError", (400, 401, 403, 404, 413, 429, 500, 504, 529)))
     return {
         "openapi": "3.1.0",
         "info": {"title": "unimodel", "version": __version__},

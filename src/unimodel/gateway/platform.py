@@ -116,8 +116,9 @@ class Platform:
         if secret is None:
             if strict:
                 raise AuthenticationError(
-                    "This server needs a gateway key: send it as 'Authorization: Key <key>' (Bytez SDKs) or "
-                    "'Authorization: Bearer <key>' (OpenAI SDKs). An admin creates keys with `unimodel keys create`.",
+                    "This server needs a gateway key: send it as 'Authorization: Key <key>' (Bytez SDKs), "
+                    "'Authorization: Bearer <key>' (OpenAI and Anthropic SDKs) or 'x-api-key: <key>' (Claude Code). "
+                    "An admin creates keys with `unimodel keys create`.",
                     code="missing_api_key",
                 )
             return self.anonymous
@@ -133,7 +134,9 @@ class Platform:
             if not strict:
                 return self.anonymous
             what = "has been revoked" if found is not None else "is not a key of this server"
-            raise AuthenticationError(f"The gateway key in 'Authorization' {what}.", code="invalid_api_key")
+            raise AuthenticationError(
+                f"The gateway key in 'Authorization' (or 'x-api-key') {what}.", code="invalid_api_key"
+            )
         key, provider_keys = found
         return self._principal(key, provider_keys)
 

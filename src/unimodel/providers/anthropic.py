@@ -1,4 +1,7 @@
-"""Anthropic messages API: top-level system, required max_tokens, content blocks, and its SSE events."""
+"""Anthropic messages API: top-level system, required max_tokens, content blocks, and its SSE events.
+
+What Anthropic's words mean (stop reasons, error types, usage) is dialects/anthropic.py, shared with the Anthropic
+surface (frontends/anthropic_messages.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ from typing import Any, ClassVar
 
 from pydantic_core import from_json, to_json
 
+from ..dialects.anthropic import API_VERSION, ERROR_STATUSES, merge_usage, parse_usage, stop_reason
 from ..protocol import (
     ChatRequest,
     ChatResult,
     Finish,
-    FinishReason,
     ImagePart,
     InvalidRequest,
     Message,
@@ -33,19 +36,8 @@ from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, Upst
 from .content import image_inline, parse_arguments
 from .params import OnlyDefault, Param, ParamTable, Unsupported, apply_params, passthrough
 
-API_VERSION = "2023-06-01"
 # Structured output goes through a forced tool with this name; its wrapper never reaches the caller.
 JSON_TOOL = "json_response"
-
-STOP_REASONS: dict[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    "pause_turn": "stop",
-}
 
 ANTHROPIC_PARAMS: ParamTable = {
     "max_tokens": Param("max_tokens", minimum=1),
@@ -65,25 +57,6 @@ ANTHROPIC_PARAMS: ParamTable = {
     # Beta-only fields (mcp_servers, context_management, container) are refused: they need an anthropic-beta header.
     **passthrough("metadata", "thinking", "service_tier", "cache_control"),
 }
-
-# The HTTP status each error type has when Anthropic answers it as a response; an `error` event mid-stream
-# carries only the type.
-ERROR_STATUSES = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-
-def stop_reason(raw: str | None) -> FinishReason:
-    return STOP_REASONS.get(raw or "end_turn", "other")
 
 
 class AnthropicAdapter(ProviderAdapter):
@@ -217,7 +190,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             return [StreamStart(msg.get("id", ""), msg.get("model", ""))]
         if kind == "message_delta":
             self._raw_stop = (data.get("delta") or {}).get("stop_reason") or self._raw_stop
-            _merge_usage(self._usage, data.get("usage"))
+            merge_usage(self._usage, data.get("usage"))
             return []
         if kind == "message_stop":
             self._done = True
@@ -263,25 +236,6 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "signature_delta":
             return [ReasoningDelta("", signature=delta.get("signature"))]
         return []
-
-
-def parse_usage(usage: Any) -> Usage:
-    out = Usage()
-    _merge_usage(out, usage)
-    return out
-
-
-def _merge_usage(out: Usage, usage: Any) -> None:
-    """Anthropic counts cached input apart from input_tokens; canonical input includes it."""
-    if not isinstance(usage, dict):
-        return
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
-    if usage.get("input_tokens") is not None:
-        out.input_tokens = usage["input_tokens"] + cache_read + cache_write
-        out.cached_input_tokens = cache_read if "cache_read_input_tokens" in usage else out.cached_input_tokens
-    if usage.get("output_tokens") is not None:
-        out.output_tokens = usage["output_tokens"]
 
 
 def encode_messages(
