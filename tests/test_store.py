@@ -91,7 +91,13 @@ def test_migrations_create_the_tables_on_an_empty_database(store_url: str, tmp_p
     engine = sa.create_engine(store_url)
     try:
         inspector = sa.inspect(engine)
-        assert set(inspector.get_table_names()) == {"alembic_version", "api_keys", "provider_keys", "usage"}
+        assert set(inspector.get_table_names()) == {
+            "alembic_version",
+            "api_keys",
+            "provider_keys",
+            "usage",
+            "responses",
+        }
         for table in Base.metadata.sorted_tables:  # the migration and the models agree
             assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.columns.keys())
         usage_indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("usage")}

@@ -5,7 +5,8 @@
 the client stays cheap).  Per request it records the time to the first response-body byte
 (TTFB: for a streamed completion, the first SSE bytes) and the time to the end of the response.
 Only requests that finish inside the window count.  A request is an error when the status is not
-200, or (with ``--stream``) when the body does not end with ``data: [DONE]``.
+200, or (with ``--stream``) when the body does not end with ``data: [DONE]`` (``--api responses``: when it has no
+``response.completed`` event).
 
 It prints one JSON object on stdout:
 ``{"requests", "errors", "duration_s", "rps", "latency_ms": {p50, p90, p99, max, mean},
@@ -45,8 +46,11 @@ def build_request(host: str, port: int, path: str, body: bytes, api_key: str, st
     return head.encode() + body
 
 
-def chat_body(model: str, stream: bool) -> bytes:
+def chat_body(model: str, stream: bool, api: str = "chat") -> bytes:
+    """A chat completion request, or (`api` responses, responses-nostore) a Responses API request."""
     doc: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
+    if api != "chat":
+        doc = {"model": model, "input": "Hello", **({"store": False} if api == "responses-nostore" else {})}
     if stream:
         doc["stream"] = True
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -69,6 +73,8 @@ class Stats:
 class Connection(asyncio.Protocol):
     """One keep-alive connection with at most one request in flight."""
 
+    marker = b""  # with --api responses: the event a complete stream has (seen in `completed`)
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -77,6 +83,7 @@ class Connection(asyncio.Protocol):
         self.first = 0
         self.status = 0
         self.tail = b""
+        self.completed = False
         self.reusable = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,6 +109,8 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if not self.first:
             self.first = time.perf_counter_ns()
+        if self.marker and not self.completed:
+            self.completed = self.marker in self.tail + body
         self.tail = (self.tail + body)[-64:]
 
     def on_message_complete(self) -> None:
@@ -117,6 +126,7 @@ class Connection(asyncio.Protocol):
         self.first = 0
         self.status = 0
         self.tail = b""
+        self.completed = False
         self.start = time.perf_counter_ns()
         self.transport.write(raw)
         return self.future
@@ -148,8 +158,9 @@ async def worker(host: str, port: int, raw: bytes, stream: bool, deadline_ns: in
         if status != 200:
             stats.error(f"HTTP {status}: {tail[-64:]!r}")
             continue
-        if stream and not tail.rstrip().endswith(b"[DONE]"):
-            stats.error(f"stream did not end with [DONE]: {tail!r}")
+        complete = conn.completed if Connection.marker else tail.rstrip().endswith(b"[DONE]")
+        if stream and not complete:
+            stats.error(f"stream did not end with {(Connection.marker or b'[DONE]').decode()}: {tail!r}")
             continue
         stats.latencies.append(end - conn.start)
         stats.ttfbs.append(first - conn.start)
@@ -180,7 +191,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     parts = urlsplit(args.url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
-    body = chat_body(args.model, args.stream)
+    body = chat_body(args.model, args.stream, args.api)
+    Connection.marker = b"event: response.completed" if args.api != "chat" else b""
     raw = build_request(host, port, parts.path or "/", body, args.api_key, args.stream)
     stats = Stats()
     start = time.perf_counter_ns()
@@ -217,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--api-key", default="sk-bench")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--api", choices=("chat", "responses", "responses-nostore"), default="chat", help="the request body's API"
+    )
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a request may run past the window")

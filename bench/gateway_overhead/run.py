@@ -52,8 +52,14 @@ CHAT_PATH = "/v1/chat/completions"
 MODES = ("non-stream", "stream")
 # unimodel without the platform (the source of BASE_REV) and the current source with it on, side by side.
 PLATFORM_TARGETS = ("unimodel-base", "unimodel-open", "unimodel-keys-sqlite", "unimodel-keys-postgres")
-ALL_TARGETS = ("direct", "unimodel", "litellm", *PLATFORM_TARGETS)
-DEFAULT_TARGETS = ("direct", "unimodel", "litellm")
+# unimodel answering another API than chat completions, on the same upstream: target → (path, API of its bodies).
+# `added` is then what the gateway adds to a chat completion called directly, translation included.
+API_TARGETS = {
+    "unimodel-responses": ("/v1/responses", "responses"),  # stored, OpenAI's default
+    "unimodel-responses-nostore": ("/v1/responses", "responses-nostore"),  # "store": false
+}
+ALL_TARGETS = ("direct", "unimodel", *API_TARGETS, "litellm", *PLATFORM_TARGETS)
+DEFAULT_TARGETS = ("direct", "unimodel", "unimodel-responses", "litellm")
 BASE_REV = "44cfa75"  # the commit before the platform work (issue 5)
 # Issue 5: keys, limits and the ledger may add at most this much to the p50 of the gateway without them.
 PLATFORM_BUDGET_MS = 0.5
@@ -101,6 +107,7 @@ class TargetRun:
     name: str
     url: str = ""
     model: str = ""
+    api: str = "chat"  # the body the clients send: chat, responses, responses-nostore (API_TARGETS)
     status: str = "pending"  # ok | failed | skipped
     reason: str = ""
     version: str = ""
@@ -243,8 +250,11 @@ def tree_memory_mib(root: int) -> tuple[float, float]:
 # -------------------------------------------------------------------------------------------- HTTP
 
 
-def chat_body(model: str, stream: bool) -> str:
+def chat_body(model: str, stream: bool, api: str = "chat") -> str:
+    """The request body of `api`: a chat completion, or a Responses API request (loadgen.py has the same)."""
     doc: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
+    if api != "chat":
+        doc = {"model": model, "input": "Hello", **({"store": False} if api == "responses-nostore" else {})}
     if stream:
         doc["stream"] = True
     return json.dumps(doc, separators=(",", ":"))
@@ -267,8 +277,9 @@ def probe(port: int, path: str, model: str, api_key: str, stream: bool, run: Tar
     """One real chat request; None when the answer is a well-formed completion, else what was wrong.
     With ``run``, the request is counted in its ``sent_min``/``sent_max``."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+    api = run.api if run is not None else "chat"
     try:
-        status, _, data = http_call(port, "POST", path, chat_body(model, stream), headers)
+        status, _, data = http_call(port, "POST", path, chat_body(model, stream, api), headers)
     except (OSError, http.client.HTTPException) as exc:
         if run is not None and not isinstance(exc, ConnectionRefusedError):
             run.sent_max += 1  # it may have reached the target
@@ -278,6 +289,8 @@ def probe(port: int, path: str, model: str, api_key: str, stream: bool, run: Tar
         run.sent_max += 1
     if status != 200:
         return f"HTTP {status}: {data[:300]!r}"
+    if api != "chat":
+        return responses_problem(data, stream)
     if stream:
         if b"chat.completion.chunk" not in data or not data.rstrip().endswith(b"data: [DONE]"):
             return f"not an SSE chat.completion.chunk stream ending in [DONE]: {data[:300]!r}"
@@ -287,6 +300,19 @@ def probe(port: int, path: str, model: str, api_key: str, stream: bool, run: Tar
     except (ValueError, KeyError, IndexError, TypeError):
         return f"not a chat.completion: {data[:300]!r}"
     return None if content else f"empty completion: {data[:300]!r}"
+
+
+def responses_problem(data: bytes, stream: bool) -> str | None:
+    """What is wrong with a Responses API answer (a Response object, or an event stream ending completed)."""
+    if stream:
+        ok = data.startswith(b"event: response.created") and b"event: response.completed" in data
+        return None if ok else f"not a Responses event stream ending in response.completed: {data[:300]!r}"
+    try:
+        doc = json.loads(data)
+        text = doc["output"][0]["content"][0]["text"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"not a Response object: {data[:300]!r}"
+    return None if doc.get("object") == "response" and text else f"empty response: {data[:300]!r}"
 
 
 def wait_ready(
@@ -331,7 +357,9 @@ class Setup:
         return ["taskset", "-c", str(cpu), *argv] if self.pin else argv
 
 
-def run_wrk(setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float) -> dict[str, Any]:
+def run_wrk(
+    setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float, api: str = "chat"
+) -> dict[str, Any]:
     argv = setup.pinned(
         [
             "wrk",
@@ -346,7 +374,7 @@ def run_wrk(setup: Setup, url: str, model: str, api_key: str, conc: int, duratio
         ],
         setup.client_cpu,
     )
-    env = {**os.environ, "WRK_BODY": chat_body(model, False), "WRK_API_KEY": api_key}
+    env = {**os.environ, "WRK_BODY": chat_body(model, False, api), "WRK_API_KEY": api_key}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -356,7 +384,7 @@ def run_wrk(setup: Setup, url: str, model: str, api_key: str, conc: int, duratio
 
 
 def run_loadgen(
-    setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float, stream: bool
+    setup: Setup, url: str, model: str, api_key: str, conc: int, duration: float, stream: bool, api: str = "chat"
 ) -> dict[str, Any]:
     argv = [
         setup.helper_python,
@@ -371,6 +399,8 @@ def run_loadgen(
         str(conc),
         "--duration",
         str(duration),
+        "--api",
+        api,
     ]
     if stream:
         argv.append("--stream")
@@ -394,7 +424,7 @@ def measure(setup: Setup, target: TargetRun, api_key: str, mode: str, conc: int,
     cell = Cell(target.name, mode, conc, "wrk" if use_wrk else "loadgen.py")
     try:
         if use_wrk:
-            raw = run_wrk(setup, target.url, target.model, api_key, conc, duration)
+            raw = run_wrk(setup, target.url, target.model, api_key, conc, duration, target.api)
             errors = sum(int(v) for v in raw["errors"].values())
             ok = int(raw["requests"]) - int(raw["errors"]["status"])
             secs = raw["duration_us"] / 1e6
@@ -411,7 +441,7 @@ def measure(setup: Setup, target: TargetRun, api_key: str, mode: str, conc: int,
             if errors:
                 cell.first_error = f"wrk errors: {raw['errors']}"
         else:
-            res = run_loadgen(setup, target.url, target.model, api_key, conc, duration, stream)
+            res = run_loadgen(setup, target.url, target.model, api_key, conc, duration, stream, target.api)
             sent = int(res.get("sent", 0))
             target.sent_min += max(0, sent - int(res["errors"]))
             target.sent_max += sent
@@ -489,19 +519,23 @@ def start_unimodel(
     exe = Path(args.unimodel_bin)
     if not exe.exists():
         raise StartError(f"{exe} not found (run `make install`)")
-    config = setup.out / "unimodel.toml"
+    path, run.api = API_TARGETS.get(run.name, (args.unimodel_path, "chat"))
+    config = setup.out / ("unimodel.toml" if run.name == "unimodel" else f"{run.name}.toml")
     if args.unimodel_config:
         text = Path(args.unimodel_config).read_text().replace("{mock_base_url}", f"http://{LOOPBACK}:{mock_port}/v1")
     else:
         text = f'[providers.openai]\nbase_url = "http://{LOOPBACK}:{mock_port}/v1"\napi_key = "sk-bench"\n'
+        if run.name in API_TARGETS:  # stored responses (and the ledger) in this run's folder, not the user's
+            text += f'[store]\ndata_dir = "{setup.out / (run.name + "-store")}"\n'
     config.write_text(text)
     port = free_port()
     argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(port)]
-    proc = children.start("unimodel", setup.pinned(argv, setup.gateway_cpu), setup.out / "unimodel.log", gateway_env())
-    run.url = f"http://{LOOPBACK}:{port}{args.unimodel_path}"
+    log = setup.out / ("unimodel.log" if run.name == "unimodel" else f"{run.name}.log")
+    proc = children.start(run.name, setup.pinned(argv, setup.gateway_cpu), log, gateway_env())
+    run.url = f"http://{LOOPBACK}:{port}{path}"
     run.model = "openai/gpt-4o-mini"
     run.version = f"unimodel {version_of(str(exe.parent / 'python'), 'unimodel')} ({git_describe()})"
-    run.startup_s = wait_ready(proc, port, args.unimodel_path, run.model, args.unimodel_api_key, args.startup_timeout)
+    run.startup_s = wait_ready(proc, port, path, run.model, args.unimodel_api_key, args.startup_timeout, run)
     return proc, args.unimodel_api_key
 
 
@@ -884,7 +918,7 @@ def bench_target(
             if run.name == "direct":
                 run.url, run.model, run.version = f"http://{LOOPBACK}:{mock_port}{CHAT_PATH}", "gpt-4o-mini", "mock"
                 api_key, mem_pid = "sk-bench", None
-            elif run.name == "unimodel":
+            elif run.name == "unimodel" or run.name in API_TARGETS:
                 proc, api_key = start_unimodel(args, setup, children, mock_port, run)
                 mem_pid = proc.pid
             elif run.name in PLATFORM_TARGETS:
@@ -1166,7 +1200,47 @@ def render(runs: list[TargetRun], setup: Setup, meta: dict[str, str]) -> str:
         out += _ratio_and_checks(cells, setup)
     if names & set(PLATFORM_TARGETS):
         out += _platform_section(runs, cells, setup)
+    if names & set(API_TARGETS):
+        out += _api_section(runs, cells, setup)
     return "\n".join(out) + "\n"
+
+
+def _api_section(runs: list[TargetRun], cells: dict[tuple[str, str, int], Cell], setup: Setup) -> list[str]:
+    """unimodel's other APIs against the same budget as chat completions: added p50 (streaming: added TTFB p50) at
+    the lowest concurrency, over the direct chat completion; beside it, what they add over unimodel's own chat."""
+    lo = min(setup.concurrency)
+    out = [
+        "",
+        f"## Other APIs through unimodel (added p50 at c={lo} ≤ {TARGET_ADDED_P50_MS:g} ms)",
+        "",
+        "| target | path | mode | p50 | added p50 | over unimodel chat | TTFB p50 | added TTFB p50 | result |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for run in runs:
+        if run.name not in API_TARGETS:
+            continue
+        for mode in setup.modes:
+            cell, base = cells.get((run.name, mode, lo)), cells.get(("direct", mode, lo))
+            chat = cells.get(("unimodel", mode, lo))
+            if cell is None or base is None or cell.p50_ms is None or base.p50_ms is None:
+                out.append(f"| {run.name} | {API_TARGETS[run.name][0]} | {mode} | not measured |" + " |" * 5)
+                continue
+            stream = mode == "stream"
+            added = (cell.ttfb_p50_ms or 0) - (base.ttfb_p50_ms or 0) if stream else cell.p50_ms - base.p50_ms
+            ok = added <= TARGET_ADDED_P50_MS
+            row = [
+                run.name,
+                API_TARGETS[run.name][0],
+                mode,
+                _ms(cell.p50_ms),
+                _added(cell.p50_ms, base.p50_ms),
+                _added(cell.p50_ms, chat.p50_ms) if chat and chat.p50_ms else "–",
+                _ms(cell.ttfb_p50_ms) if stream else "–",
+                _added(cell.ttfb_p50_ms, base.ttfb_p50_ms) if stream else "–",
+                "PASS" if ok else "FAIL",
+            ]
+            out.append("| " + " | ".join(row) + " |")
+    return out
 
 
 def _delta_pct(value: float, base: float) -> str:

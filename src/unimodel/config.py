@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .container_settings import ContainerConfig, ModelContainerConfig
+from .ray_settings import ModelRayConfig, RayConfig
 
 log = logging.getLogger("unimodel.config")
 
@@ -28,7 +29,7 @@ class ConfigError(Exception):
 
 
 # Where open-model instances run (runtime/backends/); a name not wired into this build is refused at load.
-BackendName = Literal["local", "container"]
+BackendName = Literal["local", "container", "ray"]
 
 
 def _wired_backend(name: str) -> str:
@@ -126,6 +127,17 @@ class StoreConfig(BaseModel):
         if self.url is not None:
             return self.url.get_secret_value()
         return f"sqlite:///{Path(self.data_dir).expanduser() / 'unimodel.db'}"
+
+
+class ResponsesConfig(BaseModel):
+    """`[responses]`: answers of the Responses API (`POST /v1/responses`) kept in the store for `GET`, `DELETE` and
+    `previous_response_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: float = Field(
+        default=30.0, gt=0, description="A stored response is gone (404, then deleted) this long after it was made."
+    )
 
 
 class AuthConfig(BaseModel):
@@ -287,6 +299,10 @@ class OpenModelConfig(BaseModel):
         default=None,
         description="With the container backend: the image, command, limits, mounts (`[models.container]`).",
     )
+    ray: ModelRayConfig | None = Field(
+        default=None,
+        description="With the Ray backend: the resources one instance needs from its node (`[models.ray]`).",
+    )
     engine: Literal["llama.cpp", "transformers", "command"] = Field(
         default="transformers",
         description='What serves the model in its instances: llama.cpp (GGUF files), transformers, or "command" '
@@ -374,11 +390,15 @@ class RuntimeConfig(BaseModel):
 
     backend: BackendName = Field(
         default="local",
-        description='Where open-model instances run: "local" (processes on this machine) or "container" (one '
-        "container per instance, Docker or Podman). A model's own `backend` wins.",
+        description='Where open-model instances run: "local" (processes on this machine), "container" (one '
+        'container per instance, Docker or Podman) or "ray" (on the nodes of a Ray cluster). A model\'s own '
+        "`backend` wins.",
     )
     container: ContainerConfig = Field(
         default_factory=ContainerConfig, description="`[runtime.container]`: the engine's socket, default image, pulls."
+    )
+    ray: RayConfig = Field(
+        default_factory=RayConfig, description="`[runtime.ray]`: the Ray cluster's address, namespace and timings."
     )
     default_models: bool = Field(
         default=True, description="Offer the bundled SmolLM2-135M-Instruct and all-MiniLM-L6-v2 when installed."
@@ -469,6 +489,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     hub: HubConfig = HubConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     prices: dict[str, Price] = Field(
         default_factory=dict, description='Model id (or glob, "openai/*") → price; the most specific match wins.'
     )

@@ -1,5 +1,8 @@
 """A faithful fake of the OpenAI Chat Completions API (``POST /v1/chat/completions``, ``GET /v1/models``).
 
+A reasoning model given ``reasoning_effort`` spends hidden reasoning tokens (``REASONING_TOKENS``), reported in
+``completion_tokens_details.reasoning_tokens``; models without reasoning (gpt-4o, gpt-4.1 …) refuse the parameter.
+
 Requests are validated as the real API does (see `openai_validate`) and answered with realistic
 ``chat.completion`` objects or ``chat.completion.chunk`` server-sent events. What to answer comes from a
 `FakeScript`; see `script.FakeReply`.
@@ -39,6 +42,8 @@ __all__ = ["DEFAULT_MODELS", "create_openai_app"]
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini")
 FINGERPRINT = "fp_f4ke0000"
+# Hidden reasoning a reasoning model spends per `reasoning_effort` (counted in completion_tokens, never shown).
+REASONING_TOKENS = {"minimal": 8, "low": 16, "medium": 64, "high": 256, "xhigh": 512}
 
 _SCRIPTED_ERRORS: Mapping[int, tuple[str, str | None, str]] = {
     # status: (type, code, message)
@@ -232,6 +237,7 @@ class Plan:
     choices: list[Choice] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # part of completion_tokens, as the real API counts them
 
 
 def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -300,6 +306,8 @@ def plan_completion(body: Mapping[str, Any], reply: FakeReply, script: FakeScrip
     plan.choices = [Choice(text, refusal, calls, finish) for _ in range(n)]
     plan.prompt_tokens = reply.input_tokens if reply.input_tokens is not None else _prompt_tokens(body)
     plan.completion_tokens = reply.output_tokens if reply.output_tokens is not None else max(1, per_choice) * n
+    plan.reasoning_tokens = REASONING_TOKENS.get(body.get("reasoning_effort") or "none", 0)
+    plan.completion_tokens += plan.reasoning_tokens
     return plan
 
 
@@ -313,7 +321,7 @@ def _usage(plan: Plan) -> dict[str, Any]:
         "total_tokens": plan.prompt_tokens + plan.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": plan.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,

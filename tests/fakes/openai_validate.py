@@ -49,6 +49,9 @@ MESSAGE_KEYS: Mapping[str, frozenset[str]] = {
     "function": frozenset({"role", "content", "name"}),
 }
 USER_PART_TYPES = ("text", "image_url", "input_audio", "file")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+# Chat models without reasoning: the real API refuses `reasoning_effort` for them.
+NON_REASONING_MODELS = ("gpt-4o", "gpt-4.1", "gpt-4-", "gpt-3.5", "chatgpt-4o")
 DATA_URL = re.compile(r"^data:([^;,]*)(;base64)?,(.*)$", re.DOTALL)
 IMAGE_MIME = ("image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp")
 
@@ -102,6 +105,16 @@ def _validate_scalars(body: Mapping[str, Any]) -> None:
     for key in ("user", "safety_identifier", "prompt_cache_key", "reasoning_effort", "verbosity"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise bad_type(key, "a string", body[key])
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in REASONING_EFFORTS:
+            raise bad_value("reasoning_effort", effort, REASONING_EFFORTS)
+        if body["model"].startswith(NON_REASONING_MODELS):
+            raise OpenAIError(
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                param="reasoning_effort",
+                code="unsupported_parameter",
+            )
     if body.get("service_tier") is not None and body["service_tier"] not in (
         "auto", "default", "flex", "scale", "priority",
     ):  # fmt: skip

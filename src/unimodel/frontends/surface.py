@@ -29,9 +29,16 @@ class Surface:
 
 def surface_of(path: str) -> Surface:
     """The surface that owns `path`; paths outside every surface (/healthz, /) answer in the v2 shape."""
-    from . import anthropic_messages, bytez_v2, openai_compat  # they declare their surfaces with this module's type
+    # the frontends declare their surfaces with this module's type
+    from . import anthropic_messages, bytez_v2, openai_compat, openai_responses
 
-    for surface in (anthropic_messages.SURFACE, openai_compat.SURFACE, bytez_v2.ADMIN, bytez_v2.SURFACE):
+    for surface in (
+        anthropic_messages.SURFACE,
+        openai_responses.SURFACE,
+        openai_compat.SURFACE,
+        bytez_v2.ADMIN,
+        bytez_v2.SURFACE,
+    ):
         if surface.owns(path):
             return surface
     return bytez_v2.OTHER

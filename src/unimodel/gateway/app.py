@@ -24,7 +24,7 @@ from ..frontends.surface import surface_of
 from ..protocol import NotFound, PermissionDenied, UnimodelError
 from ..runtime.backend import Backend
 from ..store import Store
-from . import metrics, routes_admin, routes_anthropic, routes_clusters, routes_openai, routes_v2
+from . import metrics, routes_admin, routes_anthropic, routes_clusters, routes_openai, routes_responses, routes_v2
 from .http import error_response, guarded, json_response
 from .limits import Limiter
 from .logs import install_request_ids
@@ -113,6 +113,7 @@ def create_app(
         Route("/metrics", metrics_text, methods=["GET"]),
         *routes_anthropic.routes(),  # before the OpenAI routes (it answers /v1/models by anthropic-version) and v2's
         *routes_openai.routes(gateway),
+        *routes_responses.routes(gateway),
         # Starlette takes the first route matching path AND method, so admin/*, usage and list/* win over
         # /models/v2/{modelId}.
         *routes_admin.routes(platform, gateway.catalog.providers, settings.server.max_body_bytes),

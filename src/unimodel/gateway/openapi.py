@@ -12,6 +12,8 @@ from ..frontends.anthropic_wire import CountTokensRequest as AnthropicCountToken
 from ..frontends.anthropic_wire import MessagesRequest as AnthropicMessagesRequest
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
+from ..frontends.openai_responses import SURFACE as RESPONSES
+from ..frontends.openai_responses import ResponsesRequest
 from .routes_admin import KeyLimits, NewKey, ProviderKey
 from .routes_anthropic import ANTHROPIC_ERROR
 from .routes_anthropic import openapi_paths as anthropic_paths
@@ -63,6 +65,7 @@ def build_openapi() -> dict[str, Any]:
             (ChatCompletionRequest, "validation"),
             (AnthropicMessagesRequest, "validation"),
             (AnthropicCountTokensRequest, "validation"),
+            (ResponsesRequest, "validation"),
             (ClusterBody, "validation"),
             (NewKey, "validation"),
             (KeyLimits, "validation"),
@@ -207,6 +210,7 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {"200": {"description": "Models", "content": {"application/json": {}}}},
             }
         }
+    paths.update(_responses_paths(oai_err, run_errors))
     paths.update(anthropic_paths("#/components/schemas/AnthropicError", (400, 401, 403, 404, 413, 429, 500, 504, 529)))
     return {
         "openapi": "3.1.0",
@@ -224,6 +228,68 @@ def build_openapi() -> dict[str, Any]:
         },
         "security": [{"gatewayKey": []}, {}],
     }
+
+
+def _responses_paths(oai_err: str, run_errors: tuple[int, ...]) -> dict[str, Any]:
+    """The Responses API under each OpenAI prefix."""
+    id_param = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    stored = {"description": "A stored Response object", "content": {"application/json": {}}}
+    out: dict[str, Any] = {}
+    for path in RESPONSES.prefixes:
+        tag = path.strip("/").replace("/", "_")
+        out[path] = {
+            "post": {
+                "summary": "OpenAI Responses API: create a response (any model)",
+                "operationId": f"createResponse_{tag}",
+                "parameters": [
+                    {"name": "provider-key", "in": "header", "required": False, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResponsesRequest"}}},
+                },
+                "responses": _responses(
+                    {
+                        "description": "A Response object, or SSE response.* events when streaming.",
+                        "content": {"application/json": {}, "text/event-stream": {}},
+                    },
+                    oai_err,
+                    run_errors,
+                ),
+            }
+        }
+        out[path + "/{response_id}"] = {
+            "get": {
+                "summary": "A stored response (the key that made it only)",
+                "operationId": f"getResponse_{tag}",
+                "parameters": [id_param],
+                "responses": _responses(stored, oai_err, (400, 401, 404, 503)),
+            },
+            "delete": {
+                "summary": "Delete a stored response",
+                "operationId": f"deleteResponse_{tag}",
+                "parameters": [id_param],
+                "responses": _responses(
+                    {"description": "Deleted", "content": {"application/json": {}}}, oai_err, (401, 404, 503)
+                ),
+            },
+        }
+        out[path + "/{response_id}/input_items"] = {
+            "get": {
+                "summary": "The items a stored response's model was given",
+                "operationId": f"listResponseInputItems_{tag}",
+                "parameters": [
+                    id_param,
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "order", "in": "query", "required": False, "schema": {"enum": ["asc", "desc"]}},
+                    {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": _responses(
+                    {"description": "A list of items", "content": {"application/json": {}}}, oai_err, (400, 401, 404)
+                ),
+            }
+        }
+    return out
 
 
 def _platform_paths(v2_env: str) -> dict[str, Any]:

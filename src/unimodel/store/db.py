@@ -1,4 +1,5 @@
-"""The store: gateway keys, the provider keys they hold, and the usage ledger, in SQLite or PostgreSQL.
+"""The store: gateway keys, the provider keys they hold, the usage ledger (and stored responses, responses.py), in
+SQLite or PostgreSQL.
 
 Every method is synchronous and short; the gateway calls them through `asyncio.to_thread`, never on the event loop.
 Every failure is a StoreError (StoreUnavailable when the database cannot be reached) whose message names the
@@ -28,6 +29,7 @@ from . import engine as engines
 from .crypto import SecretBox
 from .migrate import current_revision, head_revision, upgrade
 from .models import ApiKeyRow, ProviderKeyRow, UsageRow
+from .responses import ResponseMethods
 from .types import ApiKey, CreatedKey, KeyNotFound, StoreError, StoreUnavailable, UsageRecord, UsageTotals
 
 SECRET_PREFIX = "um_"
@@ -76,8 +78,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
-    """A connection pool to the store's database; safe to share between threads. Build it with `Store.open`."""
+class Store(ResponseMethods):
+    """A connection pool to the store's database; safe to share between threads. Build it with `Store.open`.
+    The Responses API's stored answers are its methods too (responses.py)."""
 
     def __init__(self, engine: Engine, url: URL, *, data_dir: str, default_sqlite: bool) -> None:
         self._engine = engine

@@ -89,3 +89,24 @@ class UsageRow(Base):
     inference_s: Mapped[float | None] = mapped_column(Float)
     cost_usd: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class ResponseRow(Base):
+    """A Responses API answer kept for `GET`/`DELETE /v1/responses/{id}` and `previous_response_id`: readable only
+    with the key that made it (`key_id` None: anonymous callers, who share one scope), until `expires_at`.
+
+    `response` is the Response object and `input_items` every item the model was given (the conversation so far), as
+    JSON text: the store keeps them, the frontend reads them.
+    """
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    response: Mapped[str] = mapped_column(Text)
+    input_items: Mapped[str] = mapped_column(Text)
