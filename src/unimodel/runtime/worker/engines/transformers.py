@@ -5,8 +5,8 @@
   the model config's `task_specific_params` is added when the model has one).
 - feature-extraction, sentence-similarity: a sentence-transformers folder through sentence-transformers
   (normalized); any other encoder mean-pooled over the attention mask and normalized.
-- text-classification, token-classification, zero-shot-classification, fill-mask: `transformers.pipeline`.
-- question-answering: an extractive QA head, best span over the context (transformers 5 has no QA pipeline).
+- every other task: one entry of the task table (task_table.py: the text pipelines; extractive_qa.py), each
+  loaded once and called per request with its validated `params`.
 
 Generation streams through `TextIteratorStreamer`, with `generate` in its own thread and a stopping criterion
 that ends it when the consumer stops reading. `engine_args`: `dtype` (float32, bfloat16, float16),
@@ -15,46 +15,28 @@ that ends it when the consumer stops reading. `engine_args`: `dtype` (float32, b
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError, WorkerError, invalid_request
+from ..errors import LoadError, WorkerError
 from ..params import Generation, Spec, pick, validate
 from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, Engine, Outcome
+from .extractive_qa import QA_TASKS
+from .task_table import TEXT_TASKS, Task, max_positions
 
 _CAUSAL = frozenset({"chat", "text-generation"})
 _SEQ2SEQ = frozenset({"text2text-generation", "summarization", "translation"})
-_PIPELINES = frozenset({"text-classification", "token-classification", "zero-shot-classification", "fill-mask"})
 _ENGINE_ARGS = {"dtype", "threads", "trust_remote_code"}
 _HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig's library default: a model that sets nothing gets our default
-
-_TASK_SPECS: dict[str, dict[str, Spec]] = {
-    "text-classification": {
-        "top_k": Spec("int", ge=1),
-        "function_to_apply": Spec("str", choices=("sigmoid", "softmax", "none")),
-    },
-    "token-classification": {
-        "aggregation_strategy": Spec("str", choices=("none", "simple", "first", "average", "max")),
-        "ignore_labels": Spec("strs"),
-    },
-    "zero-shot-classification": {"multi_label": Spec("bool"), "hypothesis_template": Spec("str")},
-    "fill-mask": {"top_k": Spec("int", ge=1), "targets": Spec("strs")},
-    "question-answering": {
-        "max_answer_len": Spec("int", ge=1),
-        "max_seq_len": Spec("int", ge=16),
-        "doc_stride": Spec("int", ge=0),
-        "handle_impossible_answer": Spec("bool"),
-    },
-}
+TASKS: dict[str, Task] = {**TEXT_TASKS, **QA_TASKS}
 
 
 class TransformersEngine(Engine):
     name = "transformers"
     thread_safe = False
-    tasks = _CAUSAL | _SEQ2SEQ | EMBEDDING_TASKS | _PIPELINES | {"question-answering"}
+    tasks = _CAUSAL | _SEQ2SEQ | EMBEDDING_TASKS | frozenset(TASKS)
     generate_specs = pick(
         "max_new_tokens min_new_tokens max_length temperature top_k top_p min_p typical_p do_sample num_beams"
         " repetition_penalty no_repeat_ngram_size length_penalty early_stopping stop seed return_full_text"
@@ -101,26 +83,32 @@ class TransformersEngine(Engine):
             self._st = SentenceTransformer(source, device="cpu", trust_remote_code=kwargs["trust_remote_code"])
             self.tokenizer = self._st.tokenizer
             return
-        if task in _PIPELINES:
-            make_pipeline: Any = tf.pipeline  # typed per literal task name; ours is a variable
-            model_kwargs = {k: v for k, v in kwargs.items() if k != "trust_remote_code"}
-            self._pipe = make_pipeline(
-                task,
-                model=source,
-                device="cpu",
-                trust_remote_code=kwargs["trust_remote_code"],
-                model_kwargs=model_kwargs,
-            )
-            self.tokenizer = self._pipe.tokenizer
+        entry = TASKS.get(task)
+        if entry is not None:
+            self._handle = self._load_task(entry, source, kwargs)
             return
         self.tokenizer = tf.AutoTokenizer.from_pretrained(source, trust_remote_code=kwargs["trust_remote_code"])
         auto = {
             **dict.fromkeys(_CAUSAL, tf.AutoModelForCausalLM),
             **dict.fromkeys(_SEQ2SEQ, tf.AutoModelForSeq2SeqLM),
             **dict.fromkeys(EMBEDDING_TASKS, tf.AutoModel),
-            "question-answering": tf.AutoModelForQuestionAnswering,
         }[task]
         self.model = auto.from_pretrained(source, **kwargs).eval()
+
+    @staticmethod
+    def _load_task(entry: Task, source: str, kwargs: dict[str, Any]) -> Any:
+        if entry.load is not None:
+            return entry.load(source, kwargs)
+        import transformers as tf
+
+        make_pipeline: Any = tf.pipeline  # typed per literal task name; ours is a variable
+        return make_pipeline(
+            entry.pipeline,
+            model=source,
+            device="cpu",
+            trust_remote_code=kwargs["trust_remote_code"],
+            model_kwargs={k: v for k, v in kwargs.items() if k != "trust_remote_code"},
+        )
 
     # --- generation ---------------------------------------------------------------------------------
 
@@ -185,7 +173,7 @@ class TransformersEngine(Engine):
 
         prompt_len = int(inputs["input_ids"].shape[1])
         decoder_only = self.spec.task in _CAUSAL
-        limit = _max_positions(self.model.config)
+        limit = max_positions(self.model.config)
         if decoder_only and limit is not None and prompt_len >= limit:
             raise WorkerError(
                 400,
@@ -282,98 +270,16 @@ class TransformersEngine(Engine):
     # --- other tasks ------------------------------------------------------------------------------------
 
     def task_specs(self) -> Mapping[str, Spec]:
-        return _TASK_SPECS.get(self.spec.task, {})
+        entry = TASKS.get(self.spec.task)
+        return entry.specs if entry is not None else {}
 
     def run(self, task_input: dict[str, Any], params: Any) -> Any:
-        task = self.spec.task
-        options = validate(
-            params, self.task_specs(), self.name, {n: f"not a {task} parameter" for n in self.generate_specs}
-        )
-        if task == "question-answering":
-            return self._answer(_text(task_input, "question"), _text(task_input, "context"), options)
-        text = _text(task_input, "text")
-        if task == "zero-shot-classification":
-            labels = _labels(task_input.get("candidate_labels"))
-            return _plain(self._pipe(text, candidate_labels=labels, **options))
-        if task == "fill-mask":
-            mask = self.tokenizer.mask_token
-            if mask and mask != "<mask>":
-                text = text.replace("<mask>", mask)
-            if not mask or mask not in text:
-                raise invalid_request(f"'text' must hold the mask token <mask> (this model's: {mask}).", "text")
-        if task == "text-classification":
-            options.setdefault("top_k", None)  # every label, best first
-        if task in _PIPELINES:
-            if "ignore_labels" in options:
-                options["ignore_labels"] = list(options["ignore_labels"])
-            if "targets" in options:
-                options["targets"] = list(options["targets"])
-            return _plain(self._pipe(text, **options))
-        return super().run(task_input, params)
-
-    def _answer(self, question: str, context: str, options: dict[str, Any]) -> dict[str, Any]:
-        """The best answer span in `context`, scored as Hugging Face's QA pipeline scores it."""
-        import torch
-
-        max_answer = int(options.get("max_answer_len", 15))
-        max_len = min(int(options.get("max_seq_len", 384)), _max_positions(self.model.config) or 512)
-        stride = min(int(options.get("doc_stride", 128)), max_len // 2)
-        enc = self.tokenizer(
-            question,
-            context,
-            truncation="only_second",
-            max_length=max_len,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=True,
-            return_tensors="pt",
-        )
-        offsets = enc.pop("offset_mapping")
-        enc.pop("overflow_to_sample_mapping", None)
-        with torch.inference_mode():
-            out = self.model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-        best: dict[str, Any] = {"score": 0.0, "start": 0, "end": 0, "answer": ""}
-        null_score = 0.0
-        for window in range(enc["input_ids"].shape[0]):
-            in_context = [sid == 1 for sid in enc.sequence_ids(window)]
-            start_logits = out.start_logits[window].tolist()
-            end_logits = out.end_logits[window].tolist()
-            start_p = _softmax_masked(start_logits, in_context, keep=0)
-            end_p = _softmax_masked(end_logits, in_context, keep=0)
-            null_score = max(null_score, start_p[0] * end_p[0])
-            for s, ps in enumerate(start_p):
-                if not in_context[s]:
-                    continue
-                for e in range(s, min(s + max_answer, len(end_p))):
-                    if in_context[e] and ps * end_p[e] > best["score"]:
-                        char_start, char_end = int(offsets[window][s][0]), int(offsets[window][e][1])
-                        best = {
-                            "score": ps * end_p[e],
-                            "start": char_start,
-                            "end": char_end,
-                            "answer": context[char_start:char_end],
-                        }
-        if options.get("handle_impossible_answer") and null_score > float(best["score"]):
-            return {"score": null_score, "start": 0, "end": 0, "answer": ""}
-        return best
-
-
-def _softmax_masked(logits: list[float], allowed: list[bool], keep: int) -> list[float]:
-    """Softmax over the context tokens (and the CLS token at `keep`, the "no answer" position)."""
-    picked = [x if ok or i == keep else -math.inf for i, (x, ok) in enumerate(zip(logits, allowed, strict=True))]
-    top = max(picked)
-    exps = [math.exp(x - top) if x != -math.inf else 0.0 for x in picked]
-    total = sum(exps) or 1.0
-    return [x / total for x in exps]
-
-
-def _max_positions(config: Any) -> int | None:
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+        entry = TASKS.get(self.spec.task)
+        if entry is None:
+            return super().run(task_input, params)
+        refused = {n: f"not a {self.spec.task} parameter" for n in self.generate_specs}
+        options = validate(params, entry.specs, self.name, refused)
+        return entry.call(self._handle, task_input, options)
 
 
 def _generate_error(exc: BaseException, field: str) -> BaseException:
@@ -383,30 +289,3 @@ def _generate_error(exc: BaseException, field: str) -> BaseException:
             400, "context_length_exceeded", f"The input plus the output is too long for this model: {exc}", field
         )
     return exc
-
-
-def _text(fields: dict[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise invalid_request(f"'{name}' must be a non-empty string.", name)
-    return value
-
-
-def _labels(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise invalid_request("'candidate_labels' must be a non-empty array of strings.", "candidate_labels")
-    return list(value)
-
-
-def _plain(value: Any) -> Any:
-    """Pipeline output as JSON: numpy scalars to Python numbers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    item = getattr(value, "item", None)
-    if item is not None and not isinstance(value, str | int | float):
-        return item()
-    return value
