@@ -28,7 +28,7 @@ install: $(BIN)/python
 	$(call install_open,open)
 
 install-test: $(BIN)/python
-	$(call install_open,test$(comma)open)
+	$(call install_open,test$(comma)open$(comma)ray)
 
 serve: install
 	$(BIN)/unimodel serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))

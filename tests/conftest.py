@@ -19,7 +19,13 @@ from .fakes.server import LiveServer
 
 # Real PostgreSQL and Redis servers for the store and limit tests, started once per session when first asked for;
 # a gateway with the platform on (keys mode, its own store).
-pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_redis", "tests.fixtures_podman", "tests.platform_helpers"]
+pytest_plugins = [
+    "tests.fixtures_pg",
+    "tests.fixtures_redis",
+    "tests.fixtures_podman",
+    "tests.fixtures_ray",
+    "tests.platform_helpers",
+]
 
 # Every app a test creates keeps its SQLite store and secret key in a throwaway folder, never in ~/.local/share.
 os.environ.setdefault("UNIMODEL_STORE__DATA_DIR", tempfile.mkdtemp(prefix="unimodel-test-store-"))

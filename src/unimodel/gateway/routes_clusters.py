@@ -121,6 +121,8 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         status = "failed"
     else:
         status = "idle"
+    placements = deployment.instances.placements()
+    pending = deployment.instances.pending()
     capacity = {"min": deployment.min_instances, "desired": deployment.desired, "max": deployment.max_instances}
     return {
         "modelId": deployment.spec.id,
@@ -137,6 +139,8 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         "crashes": deployment.instances.crashes,  # instances that died while serving (OOM kills among them)
         "oomKills": deployment.instances.oom_kills,
         **({"download": download} if download is not None else {}),
+        **({"placements": placements} if placements else {}),  # where each runs (a Ray node, its resources)
+        **({"pending": pending} if pending is not None else {}),  # why an instance waits for a place to run
         **({"error": deployment.last_failure} if status == "failed" else {}),
     }
 

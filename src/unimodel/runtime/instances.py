@@ -211,6 +211,20 @@ class Instances:
         """The pull under way (the cluster status's `download`), or None."""
         return self.source.progress() if self.source is not None else None
 
+    def placements(self) -> list[dict[str, Any]]:
+        """Where each launched instance runs, when its backend says more than its address (the cluster status's
+        `placements`: a Ray node, the resources it holds there)."""
+        found = []
+        for replica in self._replicas:
+            where = replica.instance.placement() if replica.instance is not None else None
+            if where is not None:
+                found.append({"instance": replica.id, "state": replica.state.value, **where})
+        return found
+
+    def pending(self) -> str | None:
+        """Why an instance of this model waits for a place to run, while one does (the backend's word)."""
+        return self._backend.pending(self.spec.id)
+
     def _checker(self) -> HealthChecker:
         if self._http is None:
             self._http = httpx.AsyncClient(trust_env=False)

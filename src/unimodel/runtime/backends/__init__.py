@@ -2,7 +2,8 @@
 
     base.py       the interface (`Backend`, `Instance`) every backend implements
     local.py      subprocesses on this machine (`LocalBackend`), the default
-    container.py  one container per instance through the Docker Engine API (Docker or Podman)
+    container/    one container per instance through the Docker Engine API (Docker or Podman)
+    ray/          one Ray actor per instance, on the nodes of a Ray cluster
 
 Which backend a model's instances run on is configuration: `[runtime] backend`, or a `[[models]]` table's own
 `backend`. `FACTORIES` maps each name that is wired in to how it is made from the settings; a name the config
@@ -42,7 +43,13 @@ def _container(settings: Settings) -> Backend:
     return container_backend(settings)
 
 
-FACTORIES: dict[str, BackendFactory] = {"local": _local, "container": _container}
+def _ray(settings: Settings) -> Backend:
+    from .ray import ray_backend  # Ray itself is imported when the backend first connects
+
+    return ray_backend(settings)
+
+
+FACTORIES: dict[str, BackendFactory] = {"local": _local, "container": _container, "ray": _ray}
 PLANNED: dict[str, str] = {}  # names the config accepts that are not wired into this build yet
 
 

@@ -15,7 +15,8 @@ What a backend must do:
   backend knows one; `announced` may be set when the instance says it is ready (the controller then checks
   `/health` at once instead of at its next poll); a backend that cannot tell leaves it unset.
 - `stop`, `kill`, `log_tail` and `aclose` as their docstrings say; `stop_leftovers` when instances can outlive the
-  process that started them.
+  process that started them; `Instance.placement` and `pending` when instances run elsewhere (the cluster status
+  shows where each runs, and why one waits for a place).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...config import OpenModelConfig
 
@@ -54,6 +56,11 @@ class Instance:
         """Where the instance runs, for a log line: its process id, else its address."""
         return f"pid {self.pid}" if self.pid is not None else self.address
 
+    def placement(self) -> dict[str, Any] | None:
+        """Where it runs beyond its address (a node, the resources it holds there), for the cluster status; None
+        when its backend has nothing to add (a process or container on this machine)."""
+        return None
+
 
 class Backend(abc.ABC):
     """How instances are started and stopped. Implementations must set `Instance.exited` when it dies."""
@@ -75,6 +82,11 @@ class Backend(abc.ABC):
 
     async def stop_leftovers(self) -> None:
         """Stop instances a previous run of the gateway left running (it was killed); called once at start-up."""
+        return None
+
+    def pending(self, model_id: str) -> str | None:
+        """Why an instance of the model is waiting for a place to run, while one is ("Pending: no node has
+        num_gpus=1"); None when none waits (a backend that always has a place: this machine)."""
         return None
 
     @abc.abstractmethod
