@@ -6,6 +6,11 @@ authenticates and limits the caller as usual, then forwards open-model and clust
 streams the answer back. The runtime process trusts only requests carrying the internal token, takes the caller's
 key id and request id from them, and writes their usage records itself (it is the one that sees tokens and
 instance-seconds).
+
+The runtime process may be on another machine (server.py, `UNIMODEL_RUNTIME_URL` / `UNIMODEL_RUNTIME_LISTEN`):
+gateway machines behind a load balancer forward to the one runtime process that owns every model's instances, so
+two gateways never start a model's instances twice. The link is the same; the token is then a secret shared by
+the machines (put the runtime port on a private network, or behind TLS: the URL may be https).
 """
 
 from __future__ import annotations
