@@ -6,6 +6,7 @@ WorkerError                       answered as {"error": {"message", "code", "par
   400 unsupported_parameter       a parameter this engine or task cannot honour
   400 unsupported_task            an endpoint this model's task does not serve
   400 context_length_exceeded     the input does not fit the model's context
+  400 invalid_media               an image or audio input that cannot be decoded (not one, truncated, empty, a bomb)
   503 model_loading               the model is not loaded yet (GET /health says when it is)
   500 engine_error                the engine failed on this request
   502 upstream_error              the `command` engine's server failed or did not answer

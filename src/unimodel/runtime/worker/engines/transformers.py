@@ -5,8 +5,9 @@
   the model config's `task_specific_params` is added when the model has one).
 - feature-extraction, sentence-similarity: a sentence-transformers folder through sentence-transformers
   (normalized); any other encoder mean-pooled over the attention mask and normalized.
-- every other task: one entry of the task table (task_table.py: the text pipelines; extractive_qa.py), each
-  loaded once and called per request with its validated `params`.
+- every other task: one entry of the task table (task_table.py: the text pipelines; extractive_qa.py;
+  vision_tasks.py: image in; audio_tasks.py: audio in), each loaded once and called per request with its
+  validated `params`.
 
 Generation streams through `TextIteratorStreamer`, with `generate` in its own thread and a stopping criterion
 that ends it when the consumer stops reading. `engine_args`: `dtype` (float32, bfloat16, float16),
@@ -22,15 +23,17 @@ from typing import Any
 
 from ..errors import LoadError, WorkerError
 from ..params import Generation, Spec, pick, validate
+from .audio_tasks import AUDIO_TASKS
 from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, Engine, Outcome
 from .extractive_qa import QA_TASKS
 from .task_table import TEXT_TASKS, Task, max_positions
+from .vision_tasks import VISION_TASKS
 
 _CAUSAL = frozenset({"chat", "text-generation"})
 _SEQ2SEQ = frozenset({"text2text-generation", "summarization", "translation"})
 _ENGINE_ARGS = {"dtype", "threads", "trust_remote_code"}
 _HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig's library default: a model that sets nothing gets our default
-TASKS: dict[str, Task] = {**TEXT_TASKS, **QA_TASKS}
+TASKS: dict[str, Task] = {**TEXT_TASKS, **QA_TASKS, **VISION_TASKS, **AUDIO_TASKS}
 
 
 class TransformersEngine(Engine):

@@ -1,0 +1,170 @@
+"""The image tasks of the transformers engine, as task-table entries (task_table.py).
+
+Outputs (PROTOCOL.md's task table, and where it says nothing, these):
+- image-classification, zero-shot-image-classification: `[{label, score}]`, best first.
+- object-detection, zero-shot-object-detection: `[{score, label, box: {xmin, ymin, xmax, ymax}}]` (pixels).
+- image-segmentation: `[{score, label, mask}]`, `mask` a base64 PNG (8-bit grey, 255 inside the segment) the
+  size of the input; `score` is null for semantic segmentation.
+- depth-estimation: `{depth, width, height, min, max}`: `depth` a base64 PNG (8-bit grey, as the pipeline
+  renders the map: scaled between its own min and max), `min`/`max` the model's raw depth range.
+- image-feature-extraction: `number[]`, the model's last hidden state mean-pooled over its tokens.
+- image-to-text: string (a caption); visual-question-answering: `[{answer}]` (generated, so no score).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from ..media_inputs import decode_image, media_bytes
+from ..params import Spec, pick
+from .task_table import Task, labels, plain, text
+
+_THRESHOLD = Spec("float", ge=0, le=1)
+_CAPTION_SPECS = pick("max_new_tokens min_new_tokens temperature top_k top_p do_sample num_beams repetition_penalty")
+_DEFAULT_CAPTION_TOKENS = 32
+
+
+def image_of(fields: dict[str, Any]) -> Any:
+    data, field = media_bytes(fields, "image")
+    return decode_image(data, field)
+
+
+def _png(image: Any) -> str:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _classify(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    top_k = options.pop("top_k", len(pipe.model.config.id2label))
+    return plain(pipe(image_of(fields), top_k=top_k, **options))
+
+
+def _zero_shot(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    found = pipe(image_of(fields), candidate_labels=labels(fields.get("candidate_labels")), **options)
+    return [{"label": item["label"], "score": float(item["score"])} for item in found]
+
+
+def _detect(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    return plain(pipe(image_of(fields), **options))
+
+
+def _detect_zero_shot(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    return plain(pipe(image_of(fields), candidate_labels=labels(fields.get("candidate_labels")), **options))
+
+
+def _segment(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    found = pipe(image_of(fields), **options)
+    return [
+        {"score": plain(item.get("score")), "label": item["label"], "mask": _png(item["mask"].convert("L"))}
+        for item in found
+    ]
+
+
+def _depth(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    found = pipe(image_of(fields))
+    raw = found["predicted_depth"]
+    picture = found["depth"]
+    return {
+        "depth": _png(picture.convert("L")),
+        "width": picture.width,
+        "height": picture.height,
+        "min": float(raw.min()),
+        "max": float(raw.max()),
+    }
+
+
+def _features(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    hidden = pipe(image_of(fields), return_tensors=True)  # (1, tokens, width)
+    return [float(x) for x in hidden[0].mean(dim=0).tolist()]
+
+
+# --- generated text about an image: no pipeline in transformers 5 (image-to-text, VQA went into image-text-to-text)
+
+
+def _load_vision_to_text(auto_names: tuple[str, ...]) -> Any:
+    def load(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        import transformers as tf
+
+        remote = bool(kwargs.get("trust_remote_code", False))
+        processor = tf.AutoProcessor.from_pretrained(source, trust_remote_code=remote)  # type: ignore[no-untyped-call]
+        problems: list[str] = []
+        for name in auto_names:
+            try:
+                return processor, getattr(tf, name).from_pretrained(source, **kwargs).eval()
+            except ValueError as exc:  # this auto class does not know the model's type: try the next
+                problems.append(f"{name}: {exc}")
+        raise ValueError("; ".join(problems))
+
+    return load
+
+
+def _generate_about(handle: tuple[Any, Any], image: Any, prompt: str | None, options: dict[str, Any]) -> str:
+    import torch
+
+    processor, model = handle
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    kwargs = dict(options)
+    if "max_new_tokens" not in kwargs:
+        kwargs["max_new_tokens"] = _DEFAULT_CAPTION_TOKENS
+    if "seed" in kwargs:
+        torch.manual_seed(kwargs.pop("seed"))
+    with torch.inference_mode():
+        out = model.generate(**inputs, **kwargs)[0]
+    prompt_ids = inputs.get("input_ids")
+    if (
+        prompt_ids is not None
+        and len(out) > prompt_ids.shape[1]
+        and out[: prompt_ids.shape[1]].tolist() == prompt_ids[0].tolist()
+    ):
+        out = out[prompt_ids.shape[1] :]  # a decoder-only model repeats the prompt before its answer
+    return str(processor.decode(out, skip_special_tokens=True)).strip()
+
+
+def _caption(handle: tuple[Any, Any], fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    return _generate_about(handle, image_of(fields), None, options)
+
+
+def _answer(handle: tuple[Any, Any], fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    question = text(fields, "question")
+    return [{"answer": _generate_about(handle, image_of(fields), question, options)}]
+
+
+VISION_TASKS: dict[str, Task] = {
+    "image-classification": Task(
+        {"top_k": Spec("int", ge=1), "function_to_apply": Spec("str", choices=("sigmoid", "softmax", "none"))},
+        _classify,
+        pipeline="image-classification",
+    ),
+    "zero-shot-image-classification": Task(
+        {"hypothesis_template": Spec("str")}, _zero_shot, pipeline="zero-shot-image-classification"
+    ),
+    "object-detection": Task({"threshold": _THRESHOLD}, _detect, pipeline="object-detection"),
+    "zero-shot-object-detection": Task(
+        {"threshold": _THRESHOLD, "top_k": Spec("int", ge=1)}, _detect_zero_shot, pipeline="zero-shot-object-detection"
+    ),
+    "image-segmentation": Task(
+        {
+            "subtask": Spec("str", choices=("semantic", "instance", "panoptic")),
+            "threshold": _THRESHOLD,
+            "mask_threshold": _THRESHOLD,
+            "overlap_mask_area_threshold": _THRESHOLD,
+        },
+        _segment,
+        pipeline="image-segmentation",
+    ),
+    "depth-estimation": Task({}, _depth, pipeline="depth-estimation"),
+    "image-feature-extraction": Task({}, _features, pipeline="image-feature-extraction"),
+    "image-to-text": Task(
+        {**_CAPTION_SPECS, "seed": Spec("int")},
+        _caption,
+        load=_load_vision_to_text(("AutoModelForImageTextToText",)),
+    ),
+    "visual-question-answering": Task(
+        {**_CAPTION_SPECS, "seed": Spec("int")},
+        _answer,
+        load=_load_vision_to_text(("AutoModelForVisualQuestionAnswering", "AutoModelForImageTextToText")),
+    ),
+}
