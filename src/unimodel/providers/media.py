@@ -101,6 +101,7 @@ _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?", re.IGNORECASE)
 _WEB_URL = re.compile(r"\s*https?:", re.IGNORECASE)  # what the fetch step takes; a redirect may go anywhere
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+_PLURAL = {"image": "images", "audio": "audio files"}
 _HEADERS = {"accept": "image/*", "accept-encoding": "identity", "user-agent": "unimodel-media-fetch"}
 
 
@@ -418,12 +419,23 @@ class MediaFetcher:
 
     async def fetch(self, url: str, where: str = "image", budget: _Budget | None = None) -> ImagePart:
         """The image at `url` as an ImagePart with base64 `data` and `mime_type`; `where` names it in errors."""
+        body, content_type, origin = await self.fetch_media(url, where, "image", budget)
+        return _image_part(body, content_type, where, origin)
+
+    async def fetch_media(
+        self, url: str, where: str, kind: str = "image", budget: _Budget | None = None
+    ) -> tuple[bytearray, str, str]:
+        """The body at `url` (any media: `kind` is "image" or "audio", for the `accept` header and the errors),
+        its content type and the origin it came from, under the same guard and caps as every image fetch."""
         budget = budget or _Budget(self.config.max_total_bytes)
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                return await self._fetch(url, where, budget)
+                body, content_type, origin = await self._fetch(url, where, budget, kind)
         except (TimeoutError, httpx.TimeoutException):
-            _fail(FAILED, where, f"fetching the image URL timed out after {self.config.timeout_s:g} s")
+            _fail(FAILED, where, f"fetching the {kind} URL timed out after {self.config.timeout_s:g} s")
+        if not body:
+            _fail(FAILED, where, f"{origin} answered the {kind} URL with an empty body")
+        return body, content_type, origin
 
     async def _fetch_all(self, wanted: dict[str, str], budget: _Budget) -> dict[str, ImagePart]:
         limit = asyncio.Semaphore(self.config.max_concurrency)
@@ -439,15 +451,15 @@ class MediaFetcher:
             raise errors.exceptions[0] from None  # the first failure; the other fetches were cancelled
         return {url: task.result() for url, task in tasks.items()}
 
-    async def _fetch(self, url: str, where: str, budget: _Budget) -> ImagePart:
+    async def _fetch(self, url: str, where: str, budget: _Budget, kind: str) -> tuple[bytearray, str, str]:
         try:
             current = httpx.URL(url)
         except (httpx.InvalidURL, TypeError):
-            _fail(REFUSED, where, "the image URL is not a valid URL")
+            _fail(REFUSED, where, f"the {kind} URL is not a valid URL")
         for hop in range(self.config.max_redirects + 1):
-            subject = "the image URL" if hop == 0 else "a redirect of the image URL"
-            target = await self._vet(current, where, subject)
-            response = await self._open(target, where)
+            subject = f"the {kind} URL" if hop == 0 else f"a redirect of the {kind} URL"
+            target = await self._vet(current, where, subject, kind)
+            response = await self._open(target, where, kind)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
@@ -457,19 +469,19 @@ class MediaFetcher:
                         _fail(FAILED, where, f"{target.origin} redirected to an invalid URL")
                     continue
                 if not 200 <= response.status_code < 300:
-                    _fail(FAILED, where, f"{target.origin} answered HTTP {response.status_code} for the image URL")
-                body = await self._read(response, where, budget)
+                    _fail(FAILED, where, f"{target.origin} answered HTTP {response.status_code} for the {kind} URL")
+                body = await self._read(response, where, budget, kind)
                 content_type = response.headers.get("content-type", "")
             finally:
                 await response.aclose()
-            return _image_part(body, content_type, where, target.origin)
-        _fail(FAILED, where, f"the image URL redirected more than {self.config.max_redirects} times")
+            return body, content_type, target.origin
+        _fail(FAILED, where, f"the {kind} URL redirected more than {self.config.max_redirects} times")
 
-    async def _vet(self, url: httpx.URL, where: str, subject: str) -> _Target:
+    async def _vet(self, url: httpx.URL, where: str, subject: str, kind: str = "image") -> _Target:
         """The checked target of one hop, or a 400 saying why it is refused. Nothing is sent before this."""
         if url.scheme not in ("http", "https"):
             scheme = url.scheme if url.scheme.isalnum() and len(url.scheme) <= 16 else "other"
-            _fail(REFUSED, where, f"{subject} uses {scheme}:, and only http and https images are fetched")
+            _fail(REFUSED, where, f"{subject} uses {scheme}:, and only http and https {_PLURAL[kind]} are fetched")
         if url.userinfo:
             _fail(REFUSED, where, f"{subject} carries credentials (user:password@), which unimodel does not send")
         host = url.raw_host.decode("ascii").lower().rstrip(".")
@@ -497,13 +509,13 @@ class MediaFetcher:
                 _fail(
                     REFUSED,
                     where,
-                    f"{subject} points at {shown} {problem}; unimodel fetches images only from public addresses "
+                    f"{subject} points at {shown} {problem}; unimodel fetches {_PLURAL[kind]} only from public addresses "
                     "unless the server's [media] allow_hosts names them",
                 )
         allowed = host_allowed or all(self.allow.allows_address(ip) for ip in addresses)
         if port not in self.config.ports and not allowed:
             ports = ", ".join(str(p) for p in self.config.ports)
-            _fail(REFUSED, where, f"{subject} uses port {port}; images are fetched from ports {ports} only")
+            _fail(REFUSED, where, f"{subject} uses port {port}; {_PLURAL[kind]} are fetched from ports {ports} only")
         return _Target(url, host, literal is not None, addresses)
 
     def _problem(self, ip: IPAddress, host_allowed: bool) -> str | None:
@@ -529,10 +541,10 @@ class MediaFetcher:
             _fail(FAILED, where, f"{subject} names the host '{host}', which has no address")
         return tuple(addresses)
 
-    async def _open(self, target: _Target, where: str) -> httpx.Response:
+    async def _open(self, target: _Target, where: str, kind: str = "image") -> httpx.Response:
         """Send the GET to the vetted addresses in turn (never the name: no second DNS lookup)."""
         http = self._client()
-        headers = {**_HEADERS, "host": target.host_header}
+        headers = {**_HEADERS, "accept": f"{kind}/*", "host": target.host_header}
         extensions = {"sni_hostname": target.host} if target.url.scheme == "https" and not target.literal else {}
         for ip in target.addresses:
             request = http.build_request(
@@ -548,14 +560,14 @@ class MediaFetcher:
                 _fail(FAILED, where, f"the connection to {target.origin} failed ({type(exc).__name__})")
         _fail(FAILED, where, f"could not connect to {target.origin}")
 
-    async def _read(self, response: httpx.Response, where: str, budget: _Budget) -> bytearray:
+    async def _read(self, response: httpx.Response, where: str, budget: _Budget, kind: str = "image") -> bytearray:
         """The body in one buffer (sized up front when declared): no list of chunks joined into a second copy."""
         cap = self.config.max_bytes
         header = response.headers.get("content-length", "")
         declared = int(header) if header.isdigit() else None
         if declared is not None:
             if declared > cap:
-                _fail(REFUSED, where, f"the image is larger than {_size(cap)}")
+                _fail(REFUSED, where, f"the {kind} is larger than {_size(cap)}")
             budget.expect(where, declared)
         body = bytearray(declared or 0)
         size = 0
@@ -563,16 +575,16 @@ class MediaFetcher:
             async for chunk in response.aiter_bytes():
                 end = size + len(chunk)
                 if end > cap:
-                    _fail(REFUSED, where, f"the image is larger than {_size(cap)}")
+                    _fail(REFUSED, where, f"the {kind} is larger than {_size(cap)}")
                 if declared is not None and end > declared:
-                    _fail(FAILED, where, "the image host sent more bytes than its Content-Length said")
+                    _fail(FAILED, where, f"the {kind} host sent more bytes than its Content-Length said")
                 budget.take(len(chunk), where)
                 body[size:end] = chunk
                 size = end
         except httpx.TimeoutException:
             raise
         except httpx.TransportError as exc:
-            _fail(FAILED, where, f"the image download broke off ({type(exc).__name__})")
+            _fail(FAILED, where, f"the {kind} download broke off ({type(exc).__name__})")
         del body[size:]  # a declared length the body fell short of (httpx normally refuses that itself)
         budget.expect(where, size)
         return body
@@ -592,8 +604,6 @@ class MediaFetcher:
 
 
 def _image_part(body: bytearray, content_type: str, where: str, origin: str) -> ImagePart:
-    if not body:
-        _fail(FAILED, where, f"{origin} answered the image URL with an empty body")
     encoded = base64.b64encode(body)
     body.clear()  # the raw bytes go before the text copy is made: at most two of the three forms at once
     data = encoded.decode("ascii")

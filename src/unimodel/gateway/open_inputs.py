@@ -1,0 +1,69 @@
+"""Media inputs of an open model's call, fetched here — the gateway's one guarded way out — and handed on inline.
+
+An open model's instance never fetches a URL (runtime/worker/media_inputs.py refuses them): the gateway fetches
+each http(s) `url` through the same MediaFetcher as provider images (providers/media.py: public addresses only
+unless `[media] allow_hosts` names them, with its size, time and redirect caps) and passes the bytes on as a
+`data:` URI in the same field. A refused or failed fetch is the fetcher's 400, naming the field.
+
+- `/v1/run` bodies of image and audio tasks: `url`, `image`, `input` (a URL string) and `input.url`/`input.image`.
+- chat requests to a vision-language model (image-text-to-text): every image part's URL (`inline_images`).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..protocol import ChatRequest
+from ..providers.media import MediaFetcher
+
+IMAGE_TASKS = frozenset({
+    "image-classification", "zero-shot-image-classification", "object-detection", "zero-shot-object-detection",
+    "image-segmentation", "depth-estimation", "image-feature-extraction", "image-to-text",
+    "visual-question-answering", "document-question-answering",
+})  # fmt: skip
+AUDIO_TASKS = frozenset({"automatic-speech-recognition", "audio-classification"})
+VISION_CHAT_TASKS = frozenset({"image-text-to-text"})
+_FIELDS = ("url", "image")
+
+
+def _is_web_url(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip()[:8].lower().startswith(("http://", "https://"))
+
+
+async def inline_run_urls(media: MediaFetcher, payload: dict[str, Any], task: str) -> dict[str, Any]:
+    """`payload` with its media URLs replaced by the fetched bytes as data URIs (other tasks: as it is)."""
+    kind = "image" if task in IMAGE_TASKS else "audio" if task in AUDIO_TASKS else None
+    if kind is None:
+        return payload
+    out = dict(payload)
+    for name in _FIELDS:
+        if _is_web_url(out.get(name)):
+            out[name] = await _data_uri(media, out[name], name, kind)
+    value = out.get("input")
+    if isinstance(value, str) and _is_web_url(value):
+        out["input"] = await _data_uri(media, value, "input", kind)
+    elif isinstance(value, dict):
+        inner = dict(value)
+        for name in _FIELDS:
+            if _is_web_url(inner.get(name)):
+                inner[name] = await _data_uri(media, inner[name], f"input.{name}", kind)
+        out["input"] = inner
+    return out
+
+
+async def inline_chat_images(media: MediaFetcher, request: ChatRequest, task: str) -> ChatRequest:
+    """A vision-language model's chat request with its image URLs fetched (a text-only model's is left as it is:
+    its instance refuses an image part with a 400 before anything is fetched)."""
+    if task not in VISION_CHAT_TASKS:
+        return request
+    with media.hold() as hold:
+        return await media.inline_images(request, hold=hold)
+
+
+async def _data_uri(media: MediaFetcher, url: str, where: str, kind: str) -> str:
+    body, content_type, _ = await media.fetch_media(url.strip(), where, kind)
+    mime = content_type.partition(";")[0].strip().lower() or "application/octet-stream"
+    if "/" not in mime or any(c in mime for c in ",; "):
+        mime = "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(body).decode('ascii')}"
