@@ -35,6 +35,7 @@ TASKS = [
     "visual-question-answering",
     "automatic-speech-recognition",
     "audio-classification",
+    "image-text-to-text",
 ]
 
 
@@ -150,6 +151,57 @@ def test_visual_question_answering_answers_the_question(workers: dict[str, Worke
     assert isinstance(output, list) and set(output[0]) == {"answer"} and isinstance(output[0]["answer"], str)
     missing = run(workers["visual-question-answering"], {"image": b64(png())}, 400)
     assert missing["param"] == "question"
+
+
+# --- vision-language chat ---------------------------------------------------------------------------------
+
+
+def test_vision_chat_takes_an_openai_image_part_and_streams(workers: dict[str, WorkerProcess]) -> None:
+    from .worker_helpers import sse_events
+
+    worker = workers["image-text-to-text"]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is in the picture"},
+                {"type": "image_url", "image_url": {"url": data_uri(png(), "image/png")}},
+            ],
+        }
+    ]
+    body = {"model": "tiny/vlm", "messages": messages, "max_tokens": 4, "temperature": 0}
+    answer = worker.post("/v1/chat/completions", body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert isinstance(data["choices"][0]["message"]["content"], str)
+    assert data["usage"]["prompt_tokens"] > 16  # the image's 16 patch tokens are in the prompt
+    assert 1 <= data["usage"]["completion_tokens"] <= 4
+    streamed = worker.post("/v1/chat/completions", {**body, "stream": True})
+    events = sse_events(streamed)
+    assert events[-1] == "[DONE]"
+    assert (
+        "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+        == (data["choices"][0]["message"]["content"])
+    )
+
+
+def test_vision_chat_takes_v2_image_parts_and_text_alone_on_run(workers: dict[str, WorkerProcess]) -> None:
+    worker = workers["image-text-to-text"]
+    parts = [{"type": "image", "base64": b64(png())}, {"type": "text", "text": "the color"}]
+    output = run(worker, {"messages": [{"role": "user", "content": parts}], "params": {"max_new_tokens": 3}})
+    assert output["role"] == "assistant" and isinstance(output["content"], str)
+    plain_text = run(worker, {"input": "hello", "params": {"max_new_tokens": 2}})
+    assert isinstance(plain_text["content"], str)
+
+
+def test_vision_chat_refuses_a_broken_image_and_a_url_by_position(workers: dict[str, WorkerProcess]) -> None:
+    worker = workers["image-text-to-text"]
+    broken = [{"role": "user", "content": [{"type": "image", "base64": b64(b"not a png")}]}]
+    error = run(worker, {"messages": broken}, 400)
+    assert error["param"] == "messages[0].content[0].base64" and error["code"] == "invalid_media"
+    remote = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/a.png"}}]}]
+    answer = worker.post("/v1/chat/completions", {"messages": remote})
+    assert answer.status_code == 400 and "does not fetch URLs" in answer.json()["error"]["message"]
 
 
 # --- audio -----------------------------------------------------------------------------------------------

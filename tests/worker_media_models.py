@@ -214,6 +214,56 @@ def build_vision(root: Path) -> dict[str, Path]:
     return folders
 
 
+VLM_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}> {% if m['content'] is string %}{{ m['content'] }} {% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% elif c['type'] == 'text' %}{{ c['text'] }} "
+    "{% endif %}{% endfor %}{% endif %}<eos> {% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
+)
+
+
+def build_vision_chat(root: Path) -> Path:
+    """A tiny LLaVA (CLIP vision tower + Llama) whose processor's chat template places `<image>` tokens."""
+    import torch
+    import transformers as tf
+
+    from .worker_tiny_models import _word_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = _word_tokenizer(seq2seq=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<user>", "<assistant>", "<system>", "<image>"]})
+    tokenizer.chat_template = VLM_TEMPLATE
+    config = tf.LlavaConfig(
+        vision_config=tf.CLIPVisionConfig(**_clip_vision(), projection_dim=16),
+        text_config=tf.LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    processor = tf.LlavaProcessor(
+        image_processor=tf.CLIPImageProcessor(
+            size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE}
+        ),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=VLM_TEMPLATE,
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
+    return _save(root / "image-text-to-text", tf.LlavaForConditionalGeneration(config), processor)
+
+
 def build_audio(root: Path) -> dict[str, Path]:
     """One tiny model per audio task under `root`: task → folder."""
     import torch
@@ -292,4 +342,4 @@ def data_uri(data: bytes, mime: str) -> str:
 def media_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every tiny vision and audio model, saved once per test session: task → folder."""
     root = tmp_path_factory.mktemp("media-models")
-    return {**build_vision(root), **build_audio(root)}
+    return {**build_vision(root), **build_audio(root), "image-text-to-text": build_vision_chat(root)}

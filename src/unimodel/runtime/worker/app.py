@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .engines.base import CHAT_TASKS, EMBEDDING_TASKS, GENERATIVE_TASKS, Outcome, unsupported_task
+from .engines.base import CHAT_TASKS, EMBEDDING_TASKS, GENERATIVE_TASKS, VISION_CHAT_TASKS, Outcome, unsupported_task
 from .errors import WorkerError, invalid_request, unsupported_parameter
 from .params import Generation, from_openai, generation, validate_object
 from .server import HTTPError, JSONResponse, Request, Response, Router, StreamingResponse
@@ -213,7 +213,7 @@ def create_app(worker: Worker) -> Router:
             return forward(request)
         body = _json_body(request)
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
-        allowed = {"chat", "text-generation"} if kind == "chat" else GENERATIVE_TASKS
+        allowed = CHAT_TASKS | {"text-generation"} if kind == "chat" else GENERATIVE_TASKS
         if spec.task not in allowed:
             raise unsupported_task(endpoint, spec.task, "a chat or text-generation model")
         gen = gen_from(from_openai(body, engine.name))
@@ -222,7 +222,7 @@ def create_app(worker: Worker) -> Router:
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         outcome = Outcome()
         if kind == "chat":
-            messages = messages_from(body.get("messages"))
+            messages = messages_from(body.get("messages"), images=spec.task in VISION_CHAT_TASKS)
             start: Callable[[], Iterator[str]] = lambda: engine.chat(messages, gen, outcome)  # noqa: E731
         else:
             prompt = body.get("prompt")
@@ -315,7 +315,7 @@ def create_app(worker: Worker) -> Router:
             raw = fields.get("messages")
             if raw is None and isinstance(fields.get("text"), str):
                 raw = [{"role": "user", "content": fields["text"]}]
-            messages = messages_from(raw)
+            messages = messages_from(raw, images=spec.task in VISION_CHAT_TASKS)
             start: Callable[[], Iterator[str]] = lambda: engine.chat(messages, gen, outcome)  # noqa: E731
             prefix = ""
         else:

@@ -7,17 +7,19 @@ import time
 import uuid
 from typing import Any
 
-from .engines.base import Outcome
+from .engines.base import ChatMessages, Outcome
 from .errors import invalid_request
+from .media_inputs import decode_image, media_bytes
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def messages_from(value: Any, field: str = "messages") -> list[dict[str, str]]:
-    """Chat messages as the engines take them: text-only `{role, content}` with string content."""
+def messages_from(value: Any, field: str = "messages", *, images: bool = False) -> ChatMessages:
+    """Chat messages as the engines take them: `{role, content}` with string content; with `images` (a vision
+    chat model), content with an image is a list of text parts and decoded images (engines/base.py)."""
     if not isinstance(value, list) or not value:
         raise invalid_request(f"'{field}' must be a non-empty array of messages.", field)
-    out: list[dict[str, str]] = []
+    out: ChatMessages = []
     for i, message in enumerate(value):
         where = f"{field}[{i}]"
         if not isinstance(message, dict):
@@ -27,8 +29,39 @@ def messages_from(value: Any, field: str = "messages") -> list[dict[str, str]]:
             raise invalid_request(
                 f"'{where}.role' must be system, user or assistant; got {message.get('role')!r}.", f"{where}.role"
             )
-        out.append({"role": role, "content": _text_content(message.get("content"), f"{where}.content")})
+        content = message.get("content")
+        if images and isinstance(content, list):
+            out.append({"role": role, "content": _media_content(content, f"{where}.content")})
+        else:
+            out.append({"role": role, "content": _text_content(content, f"{where}.content")})
     return out
+
+
+def _media_content(content: list[Any], where: str) -> list[dict[str, Any]]:
+    """Text and image parts, in order: OpenAI's `image_url` (its `url` a data URI or base64) and the v2
+    `{type: image, url | base64}`; the image decoded here (media_inputs.py: a URL is refused, never fetched)."""
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if isinstance(part, str):
+            parts.append({"type": "text", "text": part})
+            continue
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind in ("image_url", "image"):
+            source = part.get("image_url") if kind == "image_url" else part
+            if isinstance(source, str):
+                source = {"url": source}
+            if not isinstance(source, dict):
+                raise invalid_request(f"'{at}' must carry the image as 'url' or 'base64'.", at)
+            fields = {name: source[name] for name in ("base64", "url") if name in source}
+            data, name = media_bytes(fields, "image")
+            parts.append({"type": "image", "image": decode_image(data, f"{at}.{name}")})
+        else:
+            shown = kind if isinstance(kind, str) else type(part).__name__
+            raise invalid_request(f"'{at}' is a {shown} part; this model takes text and images.", at)
+    return parts
 
 
 def _text_content(content: Any, where: str) -> str:

@@ -16,8 +16,12 @@ from typing import Any, ClassVar
 from ..errors import LoadError, WorkerError
 from ..params import Generation, Spec
 
-CHAT_TASKS = frozenset({"chat"})
-GENERATIVE_TASKS = frozenset({"chat", "text-generation", "text2text-generation", "summarization", "translation"})
+CHAT_TASKS = frozenset({"chat", "image-text-to-text"})
+VISION_CHAT_TASKS = frozenset({"image-text-to-text"})  # chat whose messages may hold images
+GENERATIVE_TASKS = CHAT_TASKS | {"text-generation", "text2text-generation", "summarization", "translation"}
+ChatMessages = list[dict[str, Any]]
+"""`{role, content}`: content a string, or for a vision chat a list of `{type: text, text}` and `{type: image, image}`
+parts, the image a decoded PIL image (wire.py)."""
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
 DEFAULT_MAX_NEW_TOKENS = 512  # when a request names no length limit: bounded work per request
 
@@ -91,7 +95,7 @@ class Engine:
         """Kill what the engine started outside the worker's process group, now, from any thread: the worker is
         about to die because its gateway is gone (lifeline.py), and nothing may outlive it."""
 
-    def chat(self, messages: list[dict[str, str]], gen: Generation, outcome: Outcome) -> Iterator[str]:
+    def chat(self, messages: ChatMessages, gen: Generation, outcome: Outcome) -> Iterator[str]:
         raise unsupported_task("/v1/chat/completions", self.spec.task, "a chat or text-generation model")
 
     def complete(self, prompt: str, gen: Generation, outcome: Outcome) -> Iterator[str]:

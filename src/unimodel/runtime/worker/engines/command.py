@@ -31,7 +31,7 @@ import httpx
 from ..errors import LoadError, WorkerError
 from ..params import Generation, pick
 from ..server import Request, StreamingResponse
-from .base import EMBEDDING_TASKS, Engine, Outcome
+from .base import EMBEDDING_TASKS, ChatMessages, Engine, Outcome
 
 _TAIL_LINES = 20
 _OPENAI_NAMES = {
@@ -237,7 +237,7 @@ class CommandEngine(Engine):
             body["temperature"] = 0.0
         return body
 
-    def chat(self, messages: list[dict[str, str]], gen: Generation, outcome: Outcome) -> Iterator[str]:
+    def chat(self, messages: ChatMessages, gen: Generation, outcome: Outcome) -> Iterator[str]:
         body = {**self._openai_body(gen), "messages": messages}
         return self._stream("/v1/chat/completions", body, outcome, lambda c: c.get("delta", {}).get("content"))
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import LoadError, WorkerError
 from ..params import Generation, Spec, pick
-from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, Engine, Outcome
+from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, ChatMessages, Engine, Outcome
 
 _GGUF_MAGIC = b"GGUF"
 _RESERVED_ARGS = {"model_path", "embedding", "self", "kwargs"}
@@ -167,7 +167,7 @@ class LlamaCppEngine(Engine):
                 kw[theirs] = value
         return kw
 
-    def chat(self, messages: list[dict[str, str]], gen: Generation, outcome: Outcome) -> Iterator[str]:
+    def chat(self, messages: ChatMessages, gen: Generation, outcome: Outcome) -> Iterator[str]:
         from llama_cpp import llama_chat_format
 
         meter = _Meter(None if gen.max_new_tokens is not None else gen.max_length)

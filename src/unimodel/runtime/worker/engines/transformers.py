@@ -1,6 +1,8 @@
 """The transformers engine (PyTorch on the CPU): a Hugging Face model folder (or a cached Hugging Face id).
 
 - chat, text-generation: a causal LM; chat renders the tokenizer's chat template.
+- image-text-to-text: a vision-language model (AutoModelForImageTextToText) and its processor, whose chat
+  template places the messages' images; it streams like chat.
 - text2text-generation, summarization, translation: a sequence-to-sequence LM (a T5-style task prefix from
   the model config's `task_specific_params` is added when the model has one).
 - feature-extraction, sentence-similarity: a sentence-transformers folder through sentence-transformers
@@ -24,12 +26,12 @@ from typing import Any
 from ..errors import LoadError, WorkerError
 from ..params import Generation, Spec, pick, validate
 from .audio_tasks import AUDIO_TASKS
-from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, Engine, Outcome
+from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, VISION_CHAT_TASKS, ChatMessages, Engine, Outcome
 from .extractive_qa import QA_TASKS
 from .task_table import TEXT_TASKS, Task, max_positions
 from .vision_tasks import VISION_TASKS
 
-_CAUSAL = frozenset({"chat", "text-generation"})
+_CAUSAL = frozenset({"chat", "text-generation"}) | VISION_CHAT_TASKS  # decoder-only generation
 _SEQ2SEQ = frozenset({"text2text-generation", "summarization", "translation"})
 _ENGINE_ARGS = {"dtype", "threads", "trust_remote_code"}
 _HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig's library default: a model that sets nothing gets our default
@@ -90,6 +92,13 @@ class TransformersEngine(Engine):
         if entry is not None:
             self._handle = self._load_task(entry, source, kwargs)
             return
+        if task in VISION_CHAT_TASKS:
+            remote = kwargs["trust_remote_code"]
+            self.processor = tf.AutoProcessor.from_pretrained(source, trust_remote_code=remote)  # type: ignore[no-untyped-call]
+            self.tokenizer = self.processor.tokenizer
+            vlm: Any = tf.AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+            self.model = vlm.eval()
+            return
         self.tokenizer = tf.AutoTokenizer.from_pretrained(source, trust_remote_code=kwargs["trust_remote_code"])
         auto = {
             **dict.fromkeys(_CAUSAL, tf.AutoModelForCausalLM),
@@ -115,9 +124,18 @@ class TransformersEngine(Engine):
 
     # --- generation ---------------------------------------------------------------------------------
 
-    def chat(self, messages: list[dict[str, str]], gen: Generation, outcome: Outcome) -> Iterator[str]:
+    def chat(self, messages: ChatMessages, gen: Generation, outcome: Outcome) -> Iterator[str]:
         if self.spec.task not in _CAUSAL:
             return super().chat(messages, gen, outcome)
+        if self.spec.task in VISION_CHAT_TASKS:
+            inputs = self.processor.apply_chat_template(
+                [_parts(m) for m in messages],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            )
+            return self._generate(inputs, gen, outcome, "messages")
         if not getattr(self.tokenizer, "chat_template", None):
             raise WorkerError(
                 400, "unsupported_task", "This model's tokenizer has no chat template; use /v1/completions.", "messages"
@@ -176,7 +194,7 @@ class TransformersEngine(Engine):
 
         prompt_len = int(inputs["input_ids"].shape[1])
         decoder_only = self.spec.task in _CAUSAL
-        limit = max_positions(self.model.config)
+        limit = max_positions(self.model.config.get_text_config())
         if decoder_only and limit is not None and prompt_len >= limit:
             raise WorkerError(
                 400,
@@ -283,6 +301,14 @@ class TransformersEngine(Engine):
         refused = {n: f"not a {self.spec.task} parameter" for n in self.generate_specs}
         options = validate(params, entry.specs, self.name, refused)
         return entry.call(self._handle, task_input, options)
+
+
+def _parts(message: dict[str, Any]) -> dict[str, Any]:
+    """A message with its content as parts, as processors' chat templates take it."""
+    content = message["content"]
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    return {"role": message["role"], "content": content}
 
 
 def _generate_error(exc: BaseException, field: str) -> BaseException:
