@@ -56,6 +56,12 @@ test-services:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq podman runc catatonit debootstrap >/dev/null \
 	  || echo "WARNING: podman could not be installed; the container tests will fail (UNIMODEL_TEST_NO_PODMAN=1 skips them)"; }
+	@# The console's tests drive Debian's Chromium with Playwright (Playwright's own browser download cannot be reached).
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	  || echo "WARNING: chromium could not be installed; the console tests (tests/test_console*.py) will fail"; }
 
 test: install-test test-services
 	$(BIN)/ruff check src tests bench

@@ -18,6 +18,7 @@ from pydantic_core import to_json
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..console import is_console_path
 from ..frontends.surface import surface_of
 from ..protocol import PermissionDenied, RateLimited, UnimodelError
 from .context import SCOPE_KEY, RequestContext
@@ -95,7 +96,7 @@ class PlatformMiddleware:
                     key_id=headers.get(KEY_ID_HEADER), name="forwarded", admin=headers.get(KEY_ADMIN_HEADER) == "1"
                 )
                 ctx.counted = False
-            elif path not in PUBLIC_PATHS:
+            elif path not in PUBLIC_PATHS and not is_console_path(path):  # the console's files hold no data
                 try:
                     ctx.principal = await self.platform.authenticate(headers)
                     rate = await self.platform.check_rate(ctx.principal)

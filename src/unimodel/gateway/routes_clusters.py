@@ -11,6 +11,7 @@ The API's view of a deployment (`cluster_status`) and its names for the deployme
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
@@ -23,6 +24,7 @@ from ..frontends.wire import invalid_request
 from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from ..protocol.model_ids import check_model_id
 from ..runtime.deployment import Deployment
+from ..runtime.lease import Replica
 from . import dispatch
 from .context import RequestContext, context
 from .http import guarded, json_response, read_body
@@ -105,6 +107,18 @@ def configure_cluster(
     deployment.set_capacity(min_instances=lo, max_instances=hi, desired=desired, idle_timeout_s=idle_timeout_s)
 
 
+def replica_view(replica: Replica) -> dict[str, Any]:
+    """One live instance: its state and load, and the host it runs on (not its port or process: any key reads this)."""
+    host = urlsplit(replica.instance.address).hostname if replica.instance is not None else None
+    return {
+        "id": replica.id,
+        "state": replica.state.value,
+        "inFlight": replica.in_flight,
+        "served": replica.served,
+        "where": host,
+    }
+
+
 def cluster_status(deployment: Deployment) -> dict[str, Any]:
     """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
     by_state = deployment.instances_by_state()
@@ -136,6 +150,12 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         "lastInference": deployment.last_inference,
         "instanceSeconds": round(deployment.instance_seconds, 3),
         "instancesByState": by_state,
+        "inFlight": deployment.in_flight,
+        "queueDepth": deployment.queue_depth,
+        "coldStarts": deployment.cold_starts,
+        "lastStartS": None if (start := deployment.instances.last_start_s) is None else round(start, 3),
+        "replicas": [replica_view(r) for r in deployment.replicas()],
+        "decisions": list(deployment.decisions),  # the latest changes of `desired`, each with its reason
         "crashes": deployment.instances.crashes,  # instances that died while serving (OOM kills among them)
         "oomKills": deployment.instances.oom_kills,
         **({"download": download} if download is not None else {}),

@@ -38,6 +38,7 @@ from .source import ModelSource
 __all__ = ["Clock", "Deployment", "Policy"]
 
 log = logging.getLogger("unimodel.runtime")
+DECISIONS_KEPT = 20
 
 Policy = Callable[[PolicyConfig, Observation, PolicyState], Decision]
 Clock = Callable[[], float]
@@ -94,6 +95,7 @@ class Deployment:
         self.instance_seconds = 0.0
         self.last_inference: str | None = None
         self.cold_starts = 0  # instances started because a request found no capacity at all
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=DECISIONS_KEPT)  # the latest scaling changes, why
         self.queue_full = 0
         self.queue_timeouts = 0
 
@@ -216,7 +218,9 @@ class Deployment:
             self._fail_waiters(self.instances.start_failed_error)
             return
         self.cold_starts += 1
-        self._desired = bounded(self.policy_config(), self._desired, len(self._waiters))
+        desired = bounded(self.policy_config(), self._desired, len(self._waiters))
+        self._note_decision(desired, "cold start")
+        self._desired = desired
         self.instances.launch()
 
     def _replace_lost(self) -> None:
@@ -267,7 +271,7 @@ class Deployment:
             return
         self.instances.expire()
         if not self._on:
-            self._scale_to(0)
+            self._scale_to(0, "turned off")
             return
         try:
             decision = self._policy(self.policy_config(), self.observe(), self._policy_state)
@@ -275,11 +279,20 @@ class Deployment:
             log.exception("model %s: the autoscaling policy failed; keeping %d instances", self.spec.id, self._desired)
             return
         self._policy_state = decision.state
-        self._scale_to(bounded(self.policy_config(), decision.desired, len(self._waiters)))
+        desired = bounded(self.policy_config(), decision.desired, len(self._waiters))
+        self._scale_to(desired, "panic" if decision.panic else "scale to zero" if desired == 0 else "load")
 
-    def _scale_to(self, desired: int) -> None:
+    def _scale_to(self, desired: int, reason: str) -> None:
+        self._note_decision(desired, reason)
         self._desired = desired
         self.instances.scale_to(desired)
+
+    def _note_decision(self, desired: int, reason: str) -> None:
+        """Keep the latest changes of the desired instances and why (the cluster status's `decisions`): the
+        policy's (`load`, `panic`, `scale to zero`), a request finding no instance (`cold start`), the cluster API's
+        and turning the model off."""
+        if desired != self._desired:
+            self.decisions.append({"time": _now_iso(), "from": self._desired, "to": desired, "reason": reason})
 
     # ── capacity and on/off (the cluster API's PUT, PATCH, DELETE) ──────────
 
@@ -324,9 +337,9 @@ class Deployment:
         if desired is not None:
             self._policy_state = dataclasses.replace(self._policy_state, desired=desired)
             if self._on and not self._closed:
-                self._scale_to(desired)
+                self._scale_to(desired, "cluster API")
         elif self._on and not self._closed:
-            self._scale_to(bounded(self.policy_config(), self._desired))
+            self._scale_to(bounded(self.policy_config(), self._desired), "cluster API")
 
     def prefetch(self) -> None:
         """Start fetching the model's files now (a PUT on a model not pulled yet), not at its first instance."""
@@ -338,7 +351,7 @@ class Deployment:
         self._on = False
         self.modified = _now_iso()
         self._fail_waiters(self._off_error)
-        self._scale_to(0)
+        self._scale_to(0, "turned off")
 
     def turn_on(self) -> None:
         self._on = True
