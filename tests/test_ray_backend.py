@@ -101,6 +101,10 @@ async def chat(deployment: Deployment, client: httpx.AsyncClient, text: str = "h
         return body
 
 
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
 def environ_of(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
@@ -276,3 +280,60 @@ def test_a_model_no_node_can_place_answers_503_pending_naming_the_resource_and_i
     assert status["status"] == "failed" and "Pending: no node has num_gpus=1" in status["error"]
     assert "pending" not in status
     assert leftover == []  # the waiting actor was ended, not left queued in Ray
+
+
+async def test_a_hub_models_weights_are_pulled_on_the_node_that_runs_it_into_that_nodes_cache_once(
+    ray_cluster: RayTestCluster, tmp_path: Path
+) -> None:
+    from unimodel.config import HubConfig
+    from unimodel.ray_settings import ModelRayConfig, RayConfig
+    from unimodel.runtime.bundled import smollm2_gguf
+
+    from .fakes.hf_hub import FakeHub
+    from .fixtures_ray import FAKE_PROGRAM, HEAD_IP
+
+    gguf = smollm2_gguf()
+    assert gguf is not None, "the bundled SmolLM2 GGUF is not installed (make install)"
+    size = gguf.stat().st_size
+    hub = FakeHub()
+    repo = hub.add_repo("acme/tiny-GGUF", {"tiny.Q4_1.gguf": gguf})
+    with LiveServer(hub.app) as server:
+        backend = RayBackend(
+            RayConfig(address=ray_cluster.address, node_ip_address=HEAD_IP),
+            RuntimeConfig(log_dir=str(tmp_path / "logs")),
+            data_dir=tmp_path / "data",
+            hub=HubConfig(endpoint=server.url, offline=False, token="hf_gateway_secret_0005"),
+            program=FAKE_PROGRAM,
+            model_settings=lambda spec: ModelRayConfig(num_cpus=0, resources={"second": 1}),
+        )
+        # The path as the gateway's cache has it (a Hub pull there); the second node has its own cache.
+        gateway_path = (
+            tmp_path / "gateway-cache" / "models--acme--tiny-GGUF" / "snapshots" / repo.sha / "tiny.Q4_1.gguf"
+        )
+        spec = model("acme/tiny-GGUF", engine="llama.cpp", path=str(gateway_path))
+        try:
+            first = await backend.start(spec, "tiny-1")
+            on_node = (
+                ray_cluster.second_hf_cache / "models--acme--tiny-GGUF" / "snapshots" / repo.sha / "tiny.Q4_1.gguf"
+            )
+            assert on_node.stat().st_size == size
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+                for _ in range(300):  # the fake worker does not announce itself: until it listens
+                    try:
+                        pid = (await client.get(first.address + "/stats")).json()["pid"]
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+            argv = command_line(pid)
+            assert argv[argv.index("--path") + 1] == str(on_node)  # the worker loads the node's copy
+            pulled = hub.served("acme/tiny-GGUF", "tiny.Q4_1.gguf")
+            assert pulled >= on_node.stat().st_size
+            assert hub.requests and not any(r.authorized for r in hub.requests)  # the gateway's token stays there
+            await backend.stop(first, grace_s=2)
+
+            second = await backend.start(spec, "tiny-2")  # the node has the files now: no second download
+            assert second.node_ip == SECOND_IP
+            assert hub.served("acme/tiny-GGUF", "tiny.Q4_1.gguf") == pulled
+            await backend.stop(second, grace_s=2)
+        finally:
+            await backend.aclose()
