@@ -33,6 +33,7 @@ TASKS = [
     "image-feature-extraction",
     "image-to-text",
     "visual-question-answering",
+    "document-question-answering",
     "automatic-speech-recognition",
     "audio-classification",
     "image-text-to-text",
@@ -151,6 +152,15 @@ def test_visual_question_answering_answers_the_question(workers: dict[str, Worke
     assert isinstance(output, list) and set(output[0]) == {"answer"} and isinstance(output[0]["answer"], str)
     missing = run(workers["visual-question-answering"], {"image": b64(png())}, 400)
     assert missing["param"] == "question"
+
+
+def test_document_question_answering_answers_from_the_page_alone(workers: dict[str, WorkerProcess]) -> None:
+    worker = workers["document-question-answering"]
+    output = run(worker, {"input": {"base64": b64(png(64, 64)), "question": "what is the total"}})
+    assert isinstance(output, list) and set(output[0]) == {"answer"}
+    assert output[0]["answer"] is None or isinstance(output[0]["answer"], str)  # random weights: often no answer
+    bad = run(worker, {"image": b64(png()), "question": "total", "word_boxes": [["total", [1, 2]]]}, 400)
+    assert bad["param"] == "word_boxes"
 
 
 # --- vision-language chat ---------------------------------------------------------------------------------

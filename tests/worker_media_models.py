@@ -208,10 +208,53 @@ def build_vision(root: Path) -> dict[str, Path]:
     caption = tf.BlipForConditionalGeneration(blip)
     caption.generation_config.max_length = 8
     folders["image-to-text"] = _save(root / "image-to-text", caption, blip_proc)
+    folders["document-question-answering"] = _build_donut(root / "document-question-answering")
     vqa = tf.BlipForQuestionAnswering(blip)
     vqa.generation_config.max_length = 8
     folders["visual-question-answering"] = _save(root / "visual-question-answering", vqa, blip_proc)
     return folders
+
+
+def _build_donut(folder: Path) -> Path:
+    """A tiny Donut (Swin encoder, MBart decoder): the OCR-free document-question-answering model."""
+    import transformers as tf
+
+    from .worker_tiny_models import _word_tokenizer
+
+    tokenizer = _word_tokenizer(seq2seq=False)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<s_docvqa>", "<s_question>", "</s_question>", "<s_answer>", "</s_answer>"]}
+    )
+    encoder = tf.DonutSwinConfig(
+        image_size=[IMAGE, IMAGE], patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=2
+    )
+    decoder = tf.MBartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        decoder_layers=1,
+        encoder_layers=1,
+        decoder_attention_heads=2,
+        encoder_attention_heads=2,
+        decoder_ffn_dim=37,
+        encoder_ffn_dim=37,
+        max_position_embeddings=64,
+        is_decoder=True,
+        add_cross_attention=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = tf.VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = tokenizer.bos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    model = tf.VisionEncoderDecoderModel(config=config)
+    model.generation_config.decoder_start_token_id = tokenizer.bos_token_id
+    model.generation_config.max_length = 16
+    processor = tf.DonutProcessor(
+        image_processor=tf.DonutImageProcessor(size={"height": IMAGE, "width": IMAGE}), tokenizer=tokenizer
+    )
+    return _save(folder, model, processor)
 
 
 VLM_TEMPLATE = (

@@ -9,6 +9,8 @@ Outputs (PROTOCOL.md's task table, and where it says nothing, these):
   renders the map: scaled between its own min and max), `min`/`max` the model's raw depth range.
 - image-feature-extraction: `number[]`, the model's last hidden state mean-pooled over its tokens.
 - image-to-text: string (a caption); visual-question-answering: `[{answer}]` (generated, so no score).
+- document-question-answering: `[{answer}]` from an OCR-free model (Donut), `[{score, answer, start, end}]`
+  from a LayoutLM-style one, which needs the page's words: `word_boxes` `[[word, [x0, y0, x1, y1]], …]` (0-1000).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import io
 from typing import Any
 
+from ..errors import invalid_request
 from ..media_inputs import decode_image, media_bytes
 from ..params import Spec, pick
 from .task_table import Task, labels, plain, text
@@ -132,6 +135,33 @@ def _answer(handle: tuple[Any, Any], fields: dict[str, Any], options: dict[str, 
     return [{"answer": _generate_about(handle, image_of(fields), question, options)}]
 
 
+def _document_answer(pipe: Any, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+    question = text(fields, "question")
+    boxes = fields.get("word_boxes")
+    if boxes is not None and not (
+        isinstance(boxes, list)
+        and all(isinstance(b, list) and len(b) == 2 and isinstance(b[0], str) and _is_box(b[1]) for b in boxes)
+    ):
+        raise invalid_request(
+            "'word_boxes' must be [[word, [x0, y0, x1, y1]], …] with integer coordinates.", "word_boxes"
+        )
+    try:
+        found = pipe(image=image_of(fields), question=question, word_boxes=boxes, **options)
+    except (ImportError, ValueError) as exc:
+        if "tesseract" not in str(exc).lower():
+            raise
+        raise invalid_request(
+            "This document model reads the page's words, and this server has no OCR: send them as 'word_boxes' "
+            "[[word, [x0, y0, x1, y1]], …] (coordinates 0-1000), or use an OCR-free model such as Donut.",
+            "word_boxes",
+        ) from None
+    return plain(found if isinstance(found, list) else [found])
+
+
+def _is_box(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 4 and all(isinstance(v, int) for v in value)
+
+
 VISION_TASKS: dict[str, Task] = {
     "image-classification": Task(
         {"top_k": Spec("int", ge=1), "function_to_apply": Spec("str", choices=("sigmoid", "softmax", "none"))},
@@ -161,6 +191,17 @@ VISION_TASKS: dict[str, Task] = {
         {**_CAPTION_SPECS, "seed": Spec("int")},
         _caption,
         load=_load_vision_to_text(("AutoModelForImageTextToText",)),
+    ),
+    "document-question-answering": Task(
+        {
+            "top_k": Spec("int", ge=1),
+            "max_answer_len": Spec("int", ge=1),
+            "max_seq_len": Spec("int", ge=16),
+            "doc_stride": Spec("int", ge=0),
+            "handle_impossible_answer": Spec("bool"),
+        },
+        _document_answer,
+        pipeline="document-question-answering",
     ),
     "visual-question-answering": Task(
         {**_CAPTION_SPECS, "seed": Spec("int")},
