@@ -210,6 +210,9 @@ class RayTestCluster:
         proc.wait(timeout=10)
 
     def stop(self) -> None:
+        from unimodel.runtime.backends.ray.client import disconnect
+
+        disconnect()  # this process leaves the cluster before it goes: the rest of the session runs without Ray
         self._end(self._second)
         self._end(self._head)
 

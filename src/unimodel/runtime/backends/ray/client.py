@@ -26,7 +26,7 @@ from ....ray_settings import RayConfig, display_address
 from .actor import WorkerHost
 from .errors import RayError, RayNotInstalled, RayUnreachable
 
-__all__ = ["Actor", "ActorGone", "ActorRaised", "ActorUnavailable", "RayCluster"]
+__all__ = ["Actor", "ActorGone", "ActorRaised", "ActorUnavailable", "RayCluster", "disconnect"]
 
 log = logging.getLogger("unimodel.runtime")
 
@@ -59,6 +59,18 @@ def _ray() -> Any:
 _lock = threading.Lock()
 _connected: str | None = None  # the address this process's ray.init reached
 _remote_host: Any = None  # ray.remote(WorkerHost), made once
+
+
+def disconnect() -> None:
+    """Leave the cluster this process reached (`ray.shutdown`), so that a later `connect` may reach another; the
+    detached actors run on. For a process that ends its use of Ray (tests, tools)."""
+    global _connected, _remote_host
+    with _lock:
+        if _connected is None:
+            return
+        with contextlib.suppress(Exception):
+            _ray().shutdown()
+        _connected, _remote_host = None, None
 
 
 @dataclass(eq=False)
