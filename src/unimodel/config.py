@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .container_settings import ContainerConfig, ModelContainerConfig
+from .media_settings import MediaStoreConfig
 from .ray_settings import ModelRayConfig, RayConfig
 
 log = logging.getLogger("unimodel.config")
@@ -229,7 +230,8 @@ class ProviderConfig(VendorFields):
 
 
 class MediaConfig(BaseModel):
-    """`[media]`: fetching image URLs for providers that take only inline data (providers/media.py).
+    """`[media]`: fetching image URLs for providers that take only inline data (providers/media.py); `[media.store]`:
+    the generated media the server keeps and serves (gateway/media_store.py).
 
     Loopback, private, link-local, metadata and other non-public addresses are refused unless `allow_hosts`
     names them; allow-listed targets may also use any port.
@@ -259,6 +261,10 @@ class MediaConfig(BaseModel):
         default=10.0,
         ge=0,
         description="How long a request waits in line for room under max_inflight_bytes, then a 503 media_busy.",
+    )
+    store: MediaStoreConfig = Field(
+        default_factory=MediaStoreConfig,
+        description="`[media.store]`: generated images and speech served at /models/v2/media/{id} (v2 URL outputs).",
     )
 
     @field_validator("allow_hosts")

@@ -17,14 +17,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .. import __version__
+from .. import __version__, console
 from ..config import Settings
 from ..frontends import bytez_v2
 from ..frontends.surface import surface_of
 from ..protocol import NotFound, PermissionDenied, UnimodelError
 from ..runtime.backend import Backend
 from ..store import Store
-from . import metrics, routes_admin, routes_anthropic, routes_clusters, routes_openai, routes_responses, routes_v2
+from . import (
+    metrics,
+    routes_admin,
+    routes_anthropic,
+    routes_clusters,
+    routes_media,
+    routes_openai,
+    routes_openai_media,
+    routes_responses,
+    routes_v2,
+)
 from .http import error_response, guarded, json_response
 from .limits import Limiter
 from .logs import install_request_ids
@@ -63,6 +73,8 @@ def create_app(
     openapi = to_json(build_openapi())
 
     async def index(request: Request) -> Response:
+        if console.wants_console(request):  # a browser opening the server's address gets the console
+            return console.console_redirect()
         return json_response(
             to_json({"name": "unimodel", "version": __version__, "openapi": "/openapi.json", "api": "/models/v2/"})
         )
@@ -107,16 +119,19 @@ def create_app(
 
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET"]),
+        *console.routes(),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         *routes_anthropic.routes(),  # before the OpenAI routes (it answers /v1/models by anthropic-version) and v2's
         *routes_openai.routes(gateway),
+        *routes_openai_media.routes(gateway),
         *routes_responses.routes(gateway),
         # Starlette takes the first route matching path AND method, so admin/*, usage and list/* win over
         # /models/v2/{modelId}.
         *routes_admin.routes(platform, gateway.catalog.providers, settings.server.max_body_bytes),
+        *routes_media.routes(gateway.media_store),  # GET /models/v2/media/{id}, before the clusters' GET
         *routes_v2.routes(gateway),
         *routes_clusters.routes(gateway),
     ]

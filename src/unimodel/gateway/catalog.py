@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from ..config import ProviderConfig
 from ..protocol import ModelNotFound
 from ..protocol.model_ids import check_model_id
-from ..providers.registry import provider_embedding_models, provider_models, provider_names
+from ..providers.registry import provider_models, provider_names, provider_task_models
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class Catalog:
         self.open = open_models or _NoOpenModels()
         configured = providers or {}
         self._models = {name: provider_models(name, configured.get(name)) for name in provider_names(configured)}
-        self._embedding = {name: frozenset(provider_embedding_models(name)) for name in self._models}
+        # each provider's listed models of other tasks (embeddings, images, speech), with the task
+        self._tasks = {name: provider_task_models(name, configured.get(name)) for name in self._models}
         self.providers = sorted(self._models)
         self._closed = frozenset(self.closed_model_ids())
 
@@ -67,19 +68,24 @@ class Catalog:
         return Route(provider, model)
 
     def closed_task(self, route: Route) -> str:
-        """A closed model's task: `feature-extraction` for the embedding models its provider lists, else chat."""
-        return "feature-extraction" if route.model in self._embedding.get(route.provider, ()) else "chat"
+        """A closed model's task: the one its provider lists it under (feature-extraction, text-to-image,
+        automatic-speech-recognition, text-to-speech), else chat."""
+        return self._tasks.get(route.provider, {}).get(route.model, "chat")
 
     def embedding_hint(self, provider: str) -> str | None:
         """The provider's embedding models to use instead, for an error message; None when it lists none."""
-        models = sorted(self._embedding.get(provider, ()))
+        return self.task_hint(provider, "feature-extraction", "embedding")
+
+    def task_hint(self, provider: str, task: str, what: str) -> str | None:
+        """`its <what> models: p/a, p/b.` for the provider's listed models of `task`; None when it lists none."""
+        models = sorted(m for m, t in self._tasks.get(provider, {}).items() if t == task)
         if not models:
             return None
-        return "its embedding models: " + ", ".join(f"{provider}/{m}" for m in models) + "."
+        return f"its {what} models: " + ", ".join(f"{provider}/{m}" for m in models) + "."
 
     def closed_model_ids(self) -> list[str]:
-        """The chat and embedding models the providers list, as `provider/model` ids."""
-        return [f"{p}/{m}" for p in self.providers for m in (*self._models[p], *sorted(self._embedding[p]))]
+        """The chat models and the other tasks' models the providers list, as `provider/model` ids."""
+        return [f"{p}/{m}" for p in self.providers for m in (*self._models[p], *sorted(self._tasks[p]))]
 
     def list_models(self, task: str | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
         open_models = self.open.tasks()
@@ -98,7 +104,7 @@ class Catalog:
         return [e for e in entries if task is None or e["task"] == task]
 
     def tasks(self) -> list[str]:
-        closed = {"feature-extraction"} if any(self._embedding.values()) else set()
+        closed = {task for models in self._tasks.values() for task in models.values()}
         return sorted({"chat", *closed, *self.open.tasks().values()})
 
 

@@ -35,6 +35,8 @@ class RequestContext:
     input_tokens: int | None = None
     output_tokens: int | None = None
     inference_s: float | None = None
+    units: float | None = None  # what a media call made or read, in `unit`: images, seconds (of audio), characters
+    unit: str | None = None
     metered: Metered | None = None  # open models: the instance-seconds, known once the answer is done
     counted: bool = True  # False in the runtime process: the gateway process counts the request
     record: bool = True  # False when another process writes this request's usage record
@@ -46,6 +48,9 @@ class RequestContext:
     def add_usage(self, usage: Usage) -> None:
         self.input_tokens = usage.input_tokens
         self.output_tokens = usage.output_tokens
+
+    def add_units(self, units: float, unit: str) -> None:
+        self.units, self.unit = units, unit
 
     def add_openai_usage(self, body: object) -> None:
         """Token counts from an OpenAI-shaped answer's `usage` (completions, embeddings), when it has one."""

@@ -24,11 +24,24 @@ from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..protocol import ChatRequest, ChatResult, EmbeddingRequest, EmbeddingResult, StreamEvent
+from ..protocol import (
+    ChatRequest,
+    ChatResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ImageRequest,
+    ImageResult,
+    SpeechRequest,
+    SpeechResult,
+    StreamEvent,
+    TranscriptionRequest,
+    TranscriptionResult,
+)
 from ..runtime.service import Metered
 from .catalog import Route
 from .context import RequestContext
 from .metrics import upstream_latency
+from .open_inputs import inline_chat_images, inline_run_urls
 
 if TYPE_CHECKING:
     from .service import Gateway
@@ -46,7 +59,7 @@ class ClosedBackend:
         self.model_id = model_id  # as the caller named it
         self.name = route.model  # the provider's own name for it
         self.route = route
-        self.task = gateway.catalog.closed_task(route)  # chat, or feature-extraction for a listed embedding model
+        self.task = gateway.catalog.closed_task(route)  # chat, or the task its provider lists it under
         self.ctx = ctx
         self._headers = headers
         ctx.routed(model_id, "closed", route.provider)
@@ -74,6 +87,33 @@ class ClosedBackend:
         self.ctx.add_usage(result.usage)
         return result
 
+    async def generate_images(self, request: ImageRequest) -> ImageResult:
+        self.gateway.client(self.route.provider).adapter.require("text-to-image")  # its 400 before a key's 401
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            result = await self.gateway.client(self.route.provider).generate_images(request, key)
+        self.ctx.add_usage(result.usage)  # the GPT image models count tokens; dall-e answers none
+        self.ctx.add_units(len(result.images), "images")
+        return result
+
+    async def transcribe(self, request: TranscriptionRequest) -> TranscriptionResult:
+        self.gateway.client(self.route.provider).adapter.require("automatic-speech-recognition")
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            result = await self.gateway.client(self.route.provider).transcribe(request, key)
+        self.ctx.add_usage(result.usage)  # gpt-4o-transcribe counts tokens; whisper-1 the audio's seconds
+        if result.seconds is not None:
+            self.ctx.add_units(result.seconds, "seconds")
+        return result
+
+    async def speak(self, request: SpeechRequest) -> SpeechResult:
+        self.gateway.client(self.route.provider).adapter.require("text-to-speech")
+        key = self._key()
+        with _upstream_timer(self.route.provider):
+            result = await self.gateway.client(self.route.provider).speak(request, key)
+        self.ctx.add_units(result.characters, "characters")  # what speech is billed by
+        return result
+
     def headers(self, streaming: bool = False) -> dict[str, str]:
         return {}
 
@@ -95,15 +135,19 @@ class OpenBackend:
         return self.ctx.metered
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        request = await inline_chat_images(self.gateway.fetcher, request, self.task)  # a URL goes in as its bytes
         result = await self.gateway.open.chat(self.model_id, request, await self._admit())
         self.ctx.add_usage(result.usage)
         return result
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        request = await inline_chat_images(self.gateway.fetcher, request, self.task)
         return await self.gateway.open.chat_stream(self.model_id, request, await self._admit())
 
     async def run(self, payload: dict[str, Any]) -> Any:
-        """A task other than chat: the instance's `POST /v1/run` with the v2 body; its output."""
+        """A task other than chat: the instance's `POST /v1/run` with the v2 body (its media URLs fetched here,
+        open_inputs.py); its output."""
+        payload = await inline_run_urls(self.gateway.fetcher, payload, self.task)
         return await self.gateway.open.run(self.model_id, payload, await self._admit())
 
     async def passthrough(self, path: str, payload: dict[str, Any]) -> bytes:

@@ -12,12 +12,14 @@ from ..frontends.anthropic_wire import CountTokensRequest as AnthropicCountToken
 from ..frontends.anthropic_wire import MessagesRequest as AnthropicMessagesRequest
 from ..frontends.bytez_v2 import RunRequest
 from ..frontends.openai_compat import ChatCompletionRequest
+from ..frontends.openai_media import ImagesBody, SpeechBody
 from ..frontends.openai_responses import SURFACE as RESPONSES
 from ..frontends.openai_responses import ResponsesRequest
 from .routes_admin import KeyLimits, NewKey, ProviderKey
 from .routes_anthropic import ANTHROPIC_ERROR
 from .routes_anthropic import openapi_paths as anthropic_paths
 from .routes_clusters import ClusterBody
+from .routes_openai_media import openapi_paths as media_paths
 
 _REF = "#/components/schemas/{model}"
 
@@ -66,6 +68,8 @@ def build_openapi() -> dict[str, Any]:
             (AnthropicMessagesRequest, "validation"),
             (AnthropicCountTokensRequest, "validation"),
             (ResponsesRequest, "validation"),
+            (ImagesBody, "validation"),
+            (SpeechBody, "validation"),
             (ClusterBody, "validation"),
             (NewKey, "validation"),
             (KeyLimits, "validation"),
@@ -211,6 +215,7 @@ def build_openapi() -> dict[str, Any]:
             }
         }
     paths.update(_responses_paths(oai_err, run_errors))
+    paths.update(media_paths(oai_err, v2_env, run_errors))
     paths.update(anthropic_paths("#/components/schemas/AnthropicError", (400, 401, 403, 404, 413, 429, 500, 504, 529)))
     return {
         "openapi": "3.1.0",

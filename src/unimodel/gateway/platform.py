@@ -218,6 +218,8 @@ class Platform:
                 if price is None
                 else cost(price, ctx.input_tokens or 0, ctx.output_tokens or 0, ctx.inference_s or 0.0),
                 latency_ms=round(latency_s * 1000, 3),
+                units=ctx.units,
+                unit=ctx.unit,
             )
         )
 

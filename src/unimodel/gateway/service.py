@@ -15,6 +15,7 @@ from ..runtime.backend import Backend
 from ..runtime.service import OpenModels
 from .catalog import Catalog, Route
 from .keycache import Principal
+from .media_store import MediaStore
 from .metrics import MEDIA_INFLIGHT_BYTES
 
 if TYPE_CHECKING:
@@ -36,12 +37,19 @@ class Gateway:
         self._clients: dict[str, ProviderClient] = {}
         # Makes no connection until a provider needs an image fetched; one cap on fetched bytes for all providers.
         self._media = MediaFetcher(settings.media, gauge=MEDIA_INFLIGHT_BYTES)
+        # Generated media (images, speech) whose output is a URL of this server's (GET /models/v2/media/{id}).
+        self.media_store = MediaStore(settings.media.store, settings.store.data_dir)
         # Never shown in an upstream error, whichever provider's answer echoes them (providers/client.py).
         self._server_keys = tuple(
             p.api_key.get_secret_value() for p in settings.providers.values() if p.api_key is not None
         )
         self.platform: Platform  # set by create_app
         self.link: RuntimeLink | None = None  # set in a gateway process of `serve --workers N`
+
+    @property
+    def fetcher(self) -> MediaFetcher:
+        """The guarded URL fetcher (providers/media.py) every media input fetched by this process goes through."""
+        return self._media
 
     def client(self, provider: str) -> ProviderClient:
         client = self._clients.get(provider)

@@ -17,6 +17,19 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from .media import (
+    AudioFile,
+    GeneratedImage,
+    ImageFormat,
+    ImageRequest,
+    ImageResult,
+    SpeechFormat,
+    SpeechRequest,
+    SpeechResult,
+    TranscriptionFormat,
+    TranscriptionRequest,
+    TranscriptionResult,
+)
 from .messages import ImagePart, Message, Part, ReasoningPart, Role, TextPart, ToolCallPart, ToolResultPart
 from .request import ChatRequest, GenerationParams, ResponseFormat, Tool, ToolChoice
 from .result import (
@@ -34,6 +47,7 @@ from .result import (
 )
 
 __all__ = [
+    "AudioFile",
     "AuthenticationError",
     "ChatRequest",
     "ChatResult",
@@ -41,8 +55,12 @@ __all__ = [
     "EmbeddingResult",
     "Finish",
     "FinishReason",
+    "GeneratedImage",
     "GenerationParams",
+    "ImageFormat",
     "ImagePart",
+    "ImageRequest",
+    "ImageResult",
     "InvalidRequest",
     "Message",
     "ModelNotFound",
@@ -57,6 +75,9 @@ __all__ = [
     "ReasoningPart",
     "ResponseFormat",
     "Role",
+    "SpeechFormat",
+    "SpeechRequest",
+    "SpeechResult",
     "StreamError",
     "StreamEvent",
     "StreamStart",
@@ -67,6 +88,9 @@ __all__ = [
     "ToolCallPart",
     "ToolChoice",
     "ToolResultPart",
+    "TranscriptionFormat",
+    "TranscriptionRequest",
+    "TranscriptionResult",
     "UnimodelError",
     "UnsupportedParameter",
     "UpstreamError",

@@ -19,11 +19,17 @@ from ..protocol import (
     ChatResult,
     EmbeddingRequest,
     EmbeddingResult,
+    ImageRequest,
+    ImageResult,
     InvalidRequest,
     NotFound,
     PaymentRequired,
     PermissionDenied,
     RateLimited,
+    SpeechRequest,
+    SpeechResult,
+    TranscriptionRequest,
+    TranscriptionResult,
     UnimodelError,
     UpstreamError,
     UpstreamUnavailable,
@@ -41,6 +47,7 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     stream: bool = False
+    content: bytes | None = None  # a body that is not JSON (a multipart upload), sent as it is instead of `body`
 
 
 @dataclass(slots=True)
@@ -55,7 +62,22 @@ class ProviderInfo:
     # The provider takes images only as inline data: the client fetches http(s) image URLs first (media.py).
     inline_images: bool = False
     embedding_models: tuple[str, ...] = ()  # its embedding models the catalog lists (task feature-extraction)
+    image_models: tuple[str, ...] = ()  # text-to-image
+    transcription_models: tuple[str, ...] = ()  # automatic-speech-recognition
+    speech_models: tuple[str, ...] = ()  # text-to-speech
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# A media task's adapter hook, what the API is called, and what to use instead where a provider has none.
+MEDIA_APIS = {
+    "text-to-image": ("build_image_request", "an image generation API", "openai/gpt-image-1 or openai/dall-e-3"),
+    "automatic-speech-recognition": (
+        "build_transcription_request",
+        "a speech-to-text API",
+        "openai/gpt-4o-transcribe or openai/whisper-1",
+    ),
+    "text-to-speech": ("build_speech_request", "a text-to-speech API", "openai/gpt-4o-mini-tts or openai/tts-1"),
+}
 
 
 class ProviderAdapter(ABC):
@@ -98,6 +120,48 @@ class ProviderAdapter(ABC):
     def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
         """The vectors of a successful embeddings answer, in the order of the inputs."""
         raise NotImplementedError  # pragma: no cover - only reached after build_embeddings_request
+
+    def require(self, task: str) -> None:
+        """A 400 naming what to use when the provider has no API for a media `task` (before any key is asked)."""
+        hook, what, instead = MEDIA_APIS[task]
+        if getattr(type(self), hook) is getattr(ProviderAdapter, hook):
+            raise self._no_api(what, instead)
+
+    def build_image_request(self, request: ImageRequest, api_key: str) -> UpstreamRequest:
+        """The upstream request for an image generation; a provider without an images API refuses it."""
+        self.require("text-to-image")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def parse_image_response(self, body: Any, request: ImageRequest) -> ImageResult:
+        """The images of a successful answer, as bytes."""
+        raise NotImplementedError  # pragma: no cover - only reached after build_image_request
+
+    def build_transcription_request(self, request: TranscriptionRequest, api_key: str) -> UpstreamRequest:
+        """The upstream request (a multipart upload in `content`) for a transcription."""
+        self.require("automatic-speech-recognition")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def parse_transcription_response(
+        self, body: bytes, content_type: str, request: TranscriptionRequest
+    ) -> TranscriptionResult:
+        """The text of a successful answer, which comes in the format the request asked (JSON or text)."""
+        raise NotImplementedError  # pragma: no cover - only reached after build_transcription_request
+
+    def build_speech_request(self, request: SpeechRequest, api_key: str) -> UpstreamRequest:
+        """The upstream request for text to speech."""
+        self.require("text-to-speech")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def parse_speech_response(self, body: bytes, content_type: str, request: SpeechRequest) -> SpeechResult:
+        """The audio of a successful answer (the body's bytes)."""
+        raise NotImplementedError  # pragma: no cover - only reached after build_speech_request
+
+    def _no_api(self, what: str, instead: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"Provider '{self.name}' has no {what} in unimodel; use {instead}, or an open model.",
+            code="unsupported_task",
+            param="model",
+        )
 
     def error_message(self, body: Any) -> str | None:
         """The human message inside an upstream error body, if it has one."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from secrets import token_hex
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +25,13 @@ from ..protocol import (
     ChatResult,
     EmbeddingRequest,
     EmbeddingResult,
+    ImageRequest,
+    ImageResult,
+    SpeechRequest,
+    SpeechResult,
     StreamEvent,
+    TranscriptionRequest,
+    TranscriptionResult,
     UnimodelError,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -48,6 +54,7 @@ from .base import ProviderAdapter, StreamDecoder, UpstreamRequest
 from .media import MediaFetcher
 
 log = logging.getLogger("unimodel.upstream")
+T = TypeVar("T")
 
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 REDACTED = "***"
@@ -175,10 +182,69 @@ class ProviderClient:
             self._redact(exc, api_key)
             raise
 
-    async def _answer_body(self, response: UpstreamResponse, api_key: str) -> Any:
-        """A successful answer's JSON, read whole and closed; a key it echoes (rare) is redacted."""
+    async def generate_images(self, request: ImageRequest, api_key: str) -> ImageResult:
+        """Images through the provider's image generation API (a 400 for a provider without one)."""
+
+        async def call() -> ImageResult:
+            upstream = self.adapter.build_image_request(request, api_key)
+            body = await self._answer_body(await self._send_upstream(upstream), api_key)
+            return self._parsed(lambda: self.adapter.parse_image_response(body, request))
+
+        return await self._redacting(call(), api_key)
+
+    async def transcribe(self, request: TranscriptionRequest, api_key: str) -> TranscriptionResult:
+        """The text of an audio file, through the provider's speech-to-text API (a multipart upload)."""
+
+        async def call() -> TranscriptionResult:
+            upstream = self.adapter.build_transcription_request(request, api_key)
+            response = await self._send_upstream(upstream)
+            content_type = response.headers.get("content-type", "")
+            raw = await self._answer_bytes(response)
+            forms = secret_forms((api_key, *self._secrets))
+            if any(form.encode() in raw for form in forms):  # an answer echoing a key (rare): text, so redactable
+                raw = redact_text(raw.decode("utf-8", "replace"), forms).encode()
+            return self._parsed(lambda: self.adapter.parse_transcription_response(raw, content_type, request))
+
+        return await self._redacting(call(), api_key)
+
+    async def speak(self, request: SpeechRequest, api_key: str) -> SpeechResult:
+        """Audio for a text, through the provider's text-to-speech API: the answer's bytes as they are."""
+
+        async def call() -> SpeechResult:
+            upstream = self.adapter.build_speech_request(request, api_key)
+            response = await self._send_upstream(upstream)
+            content_type = response.headers.get("content-type", "")
+            raw = await self._answer_bytes(response)
+            return self._parsed(lambda: self.adapter.parse_speech_response(raw, content_type, request))
+
+        return await self._redacting(call(), api_key)
+
+    async def _redacting(self, call: Awaitable[T], api_key: str) -> T:
         try:
-            raw = await response.read()
+            return await call
+        except UnimodelError as exc:
+            self._redact(exc, api_key)
+            raise
+
+    def _parsed(self, parse: Callable[[], T]) -> T:
+        try:
+            return parse()
+        except UnimodelError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise self._unreadable(exc) from exc
+
+    async def _send_upstream(self, upstream: UpstreamRequest) -> UpstreamResponse:
+        if upstream.content is not None:  # the adapter's headers carry its content type
+            return await self._send(upstream.url, upstream.headers, upstream.content)
+        return await self._send(
+            upstream.url, {"content-type": "application/json", **upstream.headers}, to_json(upstream.body)
+        )
+
+    async def _answer_bytes(self, response: UpstreamResponse) -> bytes:
+        """A successful answer's body, read whole and closed."""
+        try:
+            return await response.read()
         except ReadTimedOut as exc:
             raise self._timeout() from exc
         except TransportFailure as exc:
@@ -188,6 +254,10 @@ class ProviderClient:
             ) from exc
         finally:
             await response.close()
+
+    async def _answer_body(self, response: UpstreamResponse, api_key: str) -> Any:
+        """A successful answer's JSON, read whole and closed; a key it echoes (rare) is redacted."""
+        raw = await self._answer_bytes(response)
         body = self._decode(raw)
         if any(secret in raw for secret in (api_key.encode(), *self._secret_bytes) if len(secret) >= MIN_SECRET_LENGTH):
             body = redact_value(body, secret_forms((api_key, *self._secrets)))

@@ -15,10 +15,14 @@ from ..protocol import (
     Finish,
     FinishReason,
     ImagePart,
+    ImageRequest,
+    ImageResult,
     Message,
     PaymentRequired,
     ReasoningDelta,
     ResponseFormat,
+    SpeechRequest,
+    SpeechResult,
     StreamError,
     StreamEvent,
     StreamStart,
@@ -28,11 +32,14 @@ from ..protocol import (
     ToolCallPart,
     ToolChoice,
     ToolResultPart,
+    TranscriptionRequest,
+    TranscriptionResult,
     UnimodelError,
     UnsupportedParameter,
     Usage,
     UsageEvent,
 )
+from . import openai_media
 from .base import ProviderAdapter, ProviderInfo, SSEMessage, StreamDecoder, UpstreamRequest
 from .content import image_url
 from .embeddings import openai_style_body, parse_openai_style
@@ -103,6 +110,9 @@ class OpenAIAdapter(ProviderAdapter):
         ),
         docs="https://platform.openai.com/docs/api-reference/chat",
         embedding_models=("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"),
+        image_models=("gpt-image-1", "gpt-image-1-mini", "dall-e-3", "dall-e-2"),
+        transcription_models=("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "whisper-1"),
+        speech_models=("gpt-4o-mini-tts", "tts-1", "tts-1-hd"),
     )
     params: ClassVar[ParamTable] = OPENAI_PARAMS
     # Where an answer carries reasoning text (a message field, and a stream delta field); compatible vendors differ.
@@ -128,6 +138,34 @@ class OpenAIAdapter(ProviderAdapter):
 
     def parse_embeddings_response(self, body: Any, request: EmbeddingRequest) -> EmbeddingResult:
         return parse_openai_style(body, request)
+
+    def task_url(self, model: str, path: str) -> str:
+        """The URL of another of its APIs (`images/generations`, `audio/speech` …) for `model`."""
+        return f"{self.base_url}/{path}"
+
+    def build_image_request(self, request: ImageRequest, api_key: str) -> UpstreamRequest:
+        body = openai_media.image_body(request, self.name)
+        return UpstreamRequest(self.task_url(request.model, "images/generations"), self.headers(api_key), body)
+
+    def parse_image_response(self, body: Any, request: ImageRequest) -> ImageResult:
+        return openai_media.parse_images(body, request)
+
+    def build_transcription_request(self, request: TranscriptionRequest, api_key: str) -> UpstreamRequest:
+        content, content_type = openai_media.transcription_upload(request, self.name)
+        headers = {**self.headers(api_key), "content-type": content_type}
+        return UpstreamRequest(self.task_url(request.model, "audio/transcriptions"), headers, {}, content=content)
+
+    def parse_transcription_response(
+        self, body: bytes, content_type: str, request: TranscriptionRequest
+    ) -> TranscriptionResult:
+        return openai_media.parse_transcription(body, content_type, request)
+
+    def build_speech_request(self, request: SpeechRequest, api_key: str) -> UpstreamRequest:
+        body = openai_media.speech_body(request, self.name)
+        return UpstreamRequest(self.task_url(request.model, "audio/speech"), self.headers(api_key), body)
+
+    def parse_speech_response(self, body: bytes, content_type: str, request: SpeechRequest) -> SpeechResult:
+        return openai_media.parse_speech(body, content_type, request)
 
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         body: dict[str, Any] = {

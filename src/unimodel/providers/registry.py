@@ -11,7 +11,7 @@ from .cohere import CohereAdapter
 from .google import GoogleAdapter
 from .mistral import MistralAdapter
 from .openai import OpenAIAdapter
-from .vendors import VENDORS, create_vendor_adapter, given_vendor_keys, vendor_problems, vendor_row
+from .vendors import VENDORS, adapter_class, create_vendor_adapter, given_vendor_keys, vendor_problems, vendor_row
 
 ADAPTERS: dict[str, type[ProviderAdapter]] = {
     "openai": OpenAIAdapter,
@@ -53,6 +53,18 @@ def provider_embedding_models(name: str) -> tuple[str, ...]:
     """The embedding models the catalog lists for a provider (its adapter's; the vendor rows list none)."""
     adapter = ADAPTERS.get(name)
     return adapter.info.embedding_models if adapter is not None else ()
+
+
+def provider_task_models(name: str, config: ProviderConfig | None = None) -> dict[str, str]:
+    """The provider's listed models of tasks other than chat, each with its task (PROTOCOL.md's task names)."""
+    adapter = ADAPTERS.get(name)
+    info = adapter.info if adapter is not None else adapter_class(vendor_row(name, config or ProviderConfig())).info
+    return {
+        **dict.fromkeys(info.embedding_models, "feature-extraction"),
+        **dict.fromkeys(info.image_models, "text-to-image"),
+        **dict.fromkeys(info.transcription_models, "automatic-speech-recognition"),
+        **dict.fromkeys(info.speech_models, "text-to-speech"),
+    }
 
 
 def config_problems(name: str, config: ProviderConfig) -> list[str]:

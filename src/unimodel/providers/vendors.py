@@ -53,7 +53,9 @@ FEATURES: Mapping[str, Callable[[ChatRequest], bool]] = {
 # `compatible = "openai"`: a vendor that speaks plain OpenAI (the row defaults).
 PLAIN = "openai"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_ROW_ONLY = ("base_url", "docs")  # row keys that are not VendorFields (base_url is a ProviderConfig key)
+# Row keys that are not VendorFields (base_url is a ProviderConfig key; the media models are what the catalog lists).
+_ROW_ONLY = ("base_url", "docs", "transcription_models", "speech_models", "image_models")
+_MODEL_LISTS = ("models", "params", "transcription_models", "speech_models", "image_models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,13 @@ class VendorRow:
     model_prefix: str = ""
     unsupported: Mapping[str, str] = field(default_factory=dict)
     params: tuple[str, ...] = ()
+    transcription_models: tuple[str, ...] = ()  # its /audio/transcriptions models the catalog lists
+    speech_models: tuple[str, ...] = ()  # its /audio/speech models
+    image_models: tuple[str, ...] = ()  # its /images/generations models
 
-    DESCRIPTIVE: ClassVar[frozenset[str]] = frozenset({"name", "base_url", "docs", "models"})
+    DESCRIPTIVE: ClassVar[frozenset[str]] = frozenset(
+        {"name", "base_url", "docs", "models", "transcription_models", "speech_models", "image_models"}
+    )
 
     def quirks(self) -> list[str]:
         """The fields where this vendor differs from plain OpenAI (each one wants a test vector)."""
@@ -152,7 +159,7 @@ def _row(name: str, values: Mapping[str, Any]) -> VendorRow:
     for key, value in values.items():
         if value is None or key == "compatible":
             continue
-        if key == "models" or key == "params":
+        if key in _MODEL_LISTS:
             value = tuple(value)
         elif key == "unsupported":
             value = dict.fromkeys(value, "") if isinstance(value, list) else dict(value)
@@ -238,9 +245,13 @@ class VendorAdapter(OpenAIAdapter):
         return self.row.url(self.base_url, request.model, self.config.api_version)
 
     def embeddings_url(self, model: str) -> str:
-        """The row's chat URL with `embeddings` for `chat/completions` (Azure's dated deployment path included)."""
+        return self.task_url(model, "embeddings")
+
+    def task_url(self, model: str, path: str) -> str:
+        """The row's chat URL with `path` (`embeddings`, `audio/transcriptions` …) for `chat/completions`
+        (Azure's dated deployment path included)."""
         chat = self.url(ChatRequest(model=model, messages=()))
-        return chat.replace("/chat/completions", "/embeddings")
+        return chat.replace("/chat/completions", "/" + path)
 
     def build_request(self, request: ChatRequest, api_key: str) -> UpstreamRequest:
         row = self.row
@@ -291,6 +302,9 @@ def adapter_class(row: VendorRow) -> type[VendorAdapter]:
         models=row.models,
         key_header=row.auth_header,
         docs=row.docs,
+        transcription_models=row.transcription_models,
+        speech_models=row.speech_models,
+        image_models=row.image_models,
     )
     namespace = {
         "__module__": __name__,

@@ -284,6 +284,8 @@ class Store(ResponseMethods):
                 "inference_s": r.inference_s,
                 "cost_usd": r.cost_usd,
                 "latency_ms": r.latency_ms,
+                "units": r.units,
+                "unit": r.unit,
             }
             for r in records
         ]
@@ -398,7 +400,7 @@ class Store(ResponseMethods):
 _INT32 = range(-(2**31), 2**31)
 _TEXT_FIELDS = {
     name: cast(String, UsageRow.__table__.c[name].type).length
-    for name in ("request_id", "key_id", "model", "kind", "provider")
+    for name in ("request_id", "key_id", "model", "kind", "provider", "unit")
 }
 _INT_FIELDS = ("status", "input_tokens", "output_tokens")
 
@@ -477,4 +479,6 @@ def _usage_record(row: UsageRow) -> UsageRecord:
         inference_s=row.inference_s,
         cost_usd=row.cost_usd,
         latency_ms=row.latency_ms,
+        units=row.units,
+        unit=row.unit,
     )

@@ -89,6 +89,8 @@ class UsageRow(Base):
     inference_s: Mapped[float | None] = mapped_column(Float)
     cost_usd: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
+    units: Mapped[float | None] = mapped_column(Float)  # media calls: images, seconds of audio, characters
+    unit: Mapped[str | None] = mapped_column(String(16))
 
 
 class ResponseRow(Base):

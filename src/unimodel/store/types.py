@@ -64,6 +64,8 @@ class UsageRecord:
     inference_s: float | None  # instance-seconds (open models)
     cost_usd: float | None  # from the [prices] table; None when no row matches
     latency_ms: float
+    units: float | None = None  # what a media call made or read, in `unit`
+    unit: str | None = None  # "images", "seconds" (of audio), "characters" (spoken)
 
 
 @dataclass(frozen=True, slots=True)

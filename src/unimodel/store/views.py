@@ -20,6 +20,8 @@ RECORD_FIELDS = (
     "inferenceSeconds",
     "costUsd",
     "latencyMs",
+    "units",
+    "unit",
 )
 
 
@@ -57,6 +59,8 @@ def record_view(record: UsageRecord) -> dict[str, Any]:
         None if record.inference_s is None else round(record.inference_s, 6),
         None if record.cost_usd is None else round(record.cost_usd, 10),
         record.latency_ms,
+        record.units,
+        record.unit,
     )
     return dict(zip(RECORD_FIELDS, values, strict=True))
 
