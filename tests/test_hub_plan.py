@@ -21,9 +21,11 @@ _LFS = (".gguf", ".safetensors", ".bin", ".onnx", ".h5", ".msgpack", ".ot", ".pt
 CHAT_TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
 POLICY = PlanPolicy(max_download_bytes=20 * GB)
 TRANSFORMERS_TASKS = (
-    "chat, feature-extraction, fill-mask, question-answering, sentence-similarity, summarization, "
+    "audio-classification, automatic-speech-recognition, chat, depth-estimation, document-question-answering, "
+    "feature-extraction, fill-mask, image-classification, image-feature-extraction, image-segmentation, "
+    "image-text-to-text, image-to-text, object-detection, question-answering, sentence-similarity, summarization, "
     "text-classification, text-generation, text2text-generation, token-classification, translation, "
-    "zero-shot-classification"
+    "visual-question-answering, zero-shot-classification, zero-shot-image-classification, zero-shot-object-detection"
 )
 
 
@@ -370,13 +372,39 @@ def test_unsupported_library_is_refused_naming_it() -> None:
 
 def test_task_no_engine_serves_is_refused_listing_the_supported_ones() -> None:
     files = {"config.json": 700, "model.safetensors": 150 * MB, **TOKENIZER}
-    info = hub_info(
-        "openai/whisper-tiny", files, library_name="transformers", pipeline_tag="automatic-speech-recognition"
-    )
+    info = hub_info("facebook/musicgen-small", files, library_name="transformers", pipeline_tag="text-to-audio")
     error = refused(info)
     assert error.code == "unsupported_model"
-    assert "its task 'automatic-speech-recognition' is not one the transformers engine serves" in error.message
+    assert "its task 'text-to-audio' is not one the transformers engine serves" in error.message
     assert f"It serves: {TRANSFORMERS_TASKS}." in error.message
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "pipeline_tag", "processor_file"),
+    [
+        ("google/vit-base-patch16-224", "image-classification", "preprocessor_config.json"),
+        ("openai/clip-vit-base-patch32", "zero-shot-image-classification", "preprocessor_config.json"),
+        ("hustvl/yolos-tiny", "object-detection", "preprocessor_config.json"),
+        ("google/owlvit-base-patch32", "zero-shot-object-detection", "preprocessor_config.json"),
+        ("nvidia/segformer-b0-finetuned-ade-512-512", "image-segmentation", "preprocessor_config.json"),
+        ("vinvino02/glpn-kitti", "depth-estimation", "preprocessor_config.json"),
+        ("facebook/dinov2-small", "image-feature-extraction", "preprocessor_config.json"),
+        ("Salesforce/blip-image-captioning-base", "image-to-text", "preprocessor_config.json"),
+        ("Salesforce/blip-vqa-base", "visual-question-answering", "preprocessor_config.json"),
+        ("naver-clova-ix/donut-base-finetuned-docvqa", "document-question-answering", "preprocessor_config.json"),
+        ("openai/whisper-tiny", "automatic-speech-recognition", "preprocessor_config.json"),
+        ("MIT/ast-finetuned-audioset-10-10-0.4593", "audio-classification", "preprocessor_config.json"),
+        ("HuggingFaceTB/SmolVLM-256M-Instruct", "image-text-to-text", "processor_config.json"),
+    ],
+)
+def test_vision_and_audio_repos_take_their_task_from_the_pipeline_tag(
+    repo_id: str, pipeline_tag: str, processor_file: str
+) -> None:
+    files = {"config.json": 700, "model.safetensors": 150 * MB, processor_file: 400, "sample.png": 9_000, **TOKENIZER}
+    plan = plan_pull(hub_info(repo_id, files, library_name="transformers", pipeline_tag=pipeline_tag), policy=POLICY)
+    assert (plan.engine, plan.task) == ("transformers", pipeline_tag)
+    assert processor_file in plan.names and "model.safetensors" in plan.names
+    assert "sample.png" not in plan.names
 
 
 def test_repo_without_pytorch_weights_is_refused() -> None:
