@@ -163,7 +163,8 @@ def embeddings(body: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 
 
 def run(body: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    return {"output": f"echo: {body.get('text') or last_text(body)}"}
+    given = body.get("input")  # the SDK body's string input is the task's text, as the real worker reads it
+    return {"output": f"echo: {body.get('text') or (given if isinstance(given, str) else '') or last_text(body)}"}
 
 
 ANSWERS = {

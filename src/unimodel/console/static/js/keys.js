@@ -51,8 +51,8 @@ export async function render(main, context) {
     clear(keyMessage);
     try {
       await call(method, path, { body });
-      append(keyMessage, notice(`${label}: done.`));
       await reloadKeys();
+      append(keyMessage, notice(`${label}: done.`)); // after the table is new, so what it says is on screen
       return true;
     } catch (exc) {
       append(keyMessage, errorBox(exc));

@@ -4,7 +4,8 @@
 
 import { ApiError, call, session, streamEvents, v2 } from "./api.js";
 import { chatSnippets, embeddingSnippets } from "./code.js";
-import { append, clear, errorBox, field, fmtNumber, h, notice } from "./dom.js";
+import { append, clear, errorBox, field, h, notice } from "./dom.js";
+import { inputsOf, outputView, runBody } from "./tasks.js";
 
 const CHAT_TASKS = new Set(["chat", "text-generation"]);
 const EMBEDDING_TASKS = new Set(["feature-extraction", "sentence-similarity"]);
@@ -62,7 +63,10 @@ export async function render(main) {
   });
   const prompt = h("textarea", { rows: 3, placeholder: "Type a message (Ctrl+Enter sends)", "data-testid": "prompt" });
   const image = h("input", { type: "file", accept: "image/*" });
-  const labels = h("input", { type: "text", placeholder: "for zero-shot classification: cat, dog, bird" });
+  const labels = h("input", { type: "text", placeholder: "cat, dog, bird" });
+  const media = h("input", { type: "file", "data-testid": "media" });
+  const mediaField = field("Image", media);
+  const labelsField = field("Candidate labels (comma-separated)", labels);
   const sendButton = h("button", { type: "submit", "data-testid": "send" }, "Send");
   const stopButton = h("button", { type: "button", class: "secondary", disabled: true }, "Stop");
   const resetButton = h("button", { type: "button", class: "secondary" }, "New conversation");
@@ -70,7 +74,8 @@ export async function render(main) {
   const codePanel = h("section", { class: "code-panel", hidden: true, "aria-label": "Code for this call" });
   const columns = h("div", { class: "columns" });
   const chatOnly = h("div", { class: "chat-only" });
-  const taskOnly = h("div", { class: "task-only" });
+  const taskOnly = h("div", { class: "task-only row" });
+  const attachField = field("Attach an image", image);
 
   let panes = [];
   let controller = null;
@@ -171,13 +176,26 @@ export async function render(main) {
     const task = models[0] ? models[0].task : "chat";
     taskBadge.textContent = models[0] ? `${task}${models[0].closed ? ` · ${models[0].provider}` : " · open"}` : "";
     const isChat = CHAT_TASKS.has(task);
+    const inputs = inputsOf(task);
     chatOnly.hidden = !isChat;
+    attachField.hidden = !isChat;
     taskOnly.hidden = isChat || EMBEDDING_TASKS.has(task);
+    mediaField.hidden = !inputs.media;
+    mediaField.querySelector("label").textContent = inputs.media === "audio" ? "Audio file" : "Image";
+    media.accept = inputs.media === "audio" ? "audio/*" : "image/*";
+    labelsField.hidden = !inputs.labels;
+    prompt.required = !inputs.media;
     prompt.placeholder = isChat
       ? "Type a message (Ctrl+Enter sends)"
       : EMBEDDING_TASKS.has(task)
         ? "One text per line: each gets a vector"
-        : "The input text";
+        : task === "question-answering"
+          ? "The question on the first line, the context below it"
+          : inputs.media
+            ? inputs.question
+              ? "The question about it"
+              : "(no text needed)"
+            : "The input text";
     sendButton.textContent = isChat ? "Send" : "Run";
     renderProviderKeys();
     modelB.disabled = !compare.checked;
@@ -321,26 +339,24 @@ export async function render(main) {
     }
   }
 
-  async function runTaskInto(pane, input, signal) {
+  async function runTaskInto(pane, text, mediaUrl, signal) {
     const box = h("div", { class: "msg assistant" });
     append(pane.log, box);
-    const runParams = {};
     const candidates = labels.value.split(",").map((s) => s.trim()).filter(Boolean);
-    if (candidates.length) runParams.candidate_labels = candidates;
     try {
       const { body } = await call("POST", `/models/v2/${pane.model.id}`, {
-        body: { input, params: runParams },
+        body: runBody(pane.model.task, { text, mediaUrl, labels: candidates }),
         providerKey: pane.model.closed ? session.providerKey(pane.model.provider) : null,
         signal,
       });
-      append(box, outputView(body.output));
+      append(box, outputView(body.output, mediaUrl));
     } catch (exc) {
       append(box, errorBox(exc));
     }
   }
 
-  async function readImage() {
-    const file = image.files && image.files[0];
+  async function readFile(input) {
+    const file = input.files && input.files[0];
     if (!file) return null;
     return new Promise((resolve, reject) => {
       const reader = new FileReader();
@@ -355,8 +371,9 @@ export async function render(main) {
     layout();
     if (!panes.length || controller) return;
     const text = prompt.value;
-    if (!text.trim()) return;
     const task = panes[0].model.task;
+    const needsMedia = inputsOf(task).media && !CHAT_TASKS.has(task);
+    if (!text.trim() && !(needsMedia && media.files && media.files[0])) return;
     try {
       params();
     } catch (exc) {
@@ -369,7 +386,7 @@ export async function render(main) {
     prompt.value = "";
     try {
       if (CHAT_TASKS.has(task)) {
-        const url = await readImage();
+        const url = await readFile(image);
         const outgoing = url
           ? { role: "user", content: [{ type: "text", text }, { type: "image_url", image_url: { url } }] }
           : { role: "user", content: text };
@@ -381,8 +398,14 @@ export async function render(main) {
         for (const pane of panes) append(pane.log, messageView({ role: "user", content: lines.join("\n") }).el);
         await Promise.all(panes.map((pane) => embedInto(pane, lines, controller.signal)));
       } else {
-        for (const pane of panes) append(pane.log, messageView({ role: "user", content: text }).el);
-        await Promise.all(panes.map((pane) => runTaskInto(pane, text, controller.signal)));
+        const mediaUrl = needsMedia ? await readFile(media) : null;
+        for (const pane of panes) {
+          const sent = messageView({ role: "user", content: text });
+          if (mediaUrl && mediaUrl.startsWith("data:image/")) append(sent.body, h("img", { src: mediaUrl, alt: "the image sent", class: "thumb" }));
+          else if (mediaUrl) append(sent.body, h("audio", { src: mediaUrl, controls: true }));
+          append(pane.log, sent.el);
+        }
+        await Promise.all(panes.map((pane) => runTaskInto(pane, text.trim(), mediaUrl, controller.signal)));
       }
     } finally {
       controller = null;
@@ -447,10 +470,10 @@ export async function render(main) {
     "form",
     { class: "composer card", onsubmit: send },
     field("Message", prompt),
-    h("div", { class: "row" }, h("div", { class: "chat-only-inline" }, field("Attach an image", image)), taskOnly),
+    h("div", { class: "row" }, attachField, taskOnly),
     h("div", { class: "row buttons" }, sendButton, stopButton, resetButton, codeButton),
   );
-  append(taskOnly, field("Candidate labels", labels));
+  append(taskOnly, mediaField, labelsField);
 
   append(
     chatOnly,
@@ -512,28 +535,4 @@ function cosine(a, b) {
     nb += b[i] * b[i];
   }
   return na && nb ? dot / Math.sqrt(na * nb) : 0;
-}
-
-/** A task's output: labels with scores as bars, anything else as JSON text. */
-export function outputView(output) {
-  const scored = Array.isArray(output) && output.length && output.every((x) => x && typeof x.score === "number");
-  if (scored) {
-    return h(
-      "ul",
-      { class: "scores" },
-      output.map((item) =>
-        h(
-          "li",
-          {},
-          h("span", { class: "label" }, String(item.label ?? item.token_str ?? item.entity ?? item.answer ?? "")),
-          h("meter", { min: 0, max: 1, value: item.score }),
-          h("span", {}, fmtNumber(item.score, 3)),
-        ),
-      ),
-    );
-  }
-  if (output && typeof output === "object" && Array.isArray(output.labels) && Array.isArray(output.scores)) {
-    return outputView(output.labels.map((label, i) => ({ label, score: output.scores[i] })));
-  }
-  return h("pre", { class: "json" }, typeof output === "string" ? output : JSON.stringify(output, null, 2));
 }
