@@ -46,10 +46,21 @@ def build_request(host: str, port: int, path: str, body: bytes, api_key: str, st
     return head.encode() + body
 
 
+# The event a complete stream of each API has (a chat completion stream ends with `data: [DONE]` instead).
+STREAM_END = {
+    "messages": b"event: message_stop",
+    "responses": b"event: response.completed",
+    "responses-nostore": b"event: response.completed",
+}
+
+
 def chat_body(model: str, stream: bool, api: str = "chat") -> bytes:
-    """A chat completion request, or (`api` responses, responses-nostore) a Responses API request."""
+    """A chat completion request, or (`api` responses, responses-nostore) a Responses API request, or (`api`
+    messages) an Anthropic Messages API request."""
     doc: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
-    if api != "chat":
+    if api == "messages":  # Anthropic's Messages API (max_tokens is required there)
+        doc = {**doc, "max_tokens": 64}
+    elif api != "chat":
         doc = {"model": model, "input": "Hello", **({"store": False} if api == "responses-nostore" else {})}
     if stream:
         doc["stream"] = True
@@ -73,7 +84,7 @@ class Stats:
 class Connection(asyncio.Protocol):
     """One keep-alive connection with at most one request in flight."""
 
-    marker = b""  # with --api responses: the event a complete stream has (seen in `completed`)
+    marker = b""  # with --api responses/messages: the event a complete stream has (seen in `completed`)
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -192,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
     body = chat_body(args.model, args.stream, args.api)
-    Connection.marker = b"event: response.completed" if args.api != "chat" else b""
+    Connection.marker = STREAM_END.get(args.api, b"")
     raw = build_request(host, port, parts.path or "/", body, args.api_key, args.stream)
     stats = Stats()
     start = time.perf_counter_ns()
@@ -230,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default="sk-bench")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument(
-        "--api", choices=("chat", "responses", "responses-nostore"), default="chat", help="the request body's API"
+        "--api",
+        choices=("chat", "messages", "responses", "responses-nostore"),
+        default="chat",
+        help="the request body's API",
     )
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")

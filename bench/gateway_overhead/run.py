@@ -57,9 +57,10 @@ PLATFORM_TARGETS = ("unimodel-base", "unimodel-open", "unimodel-keys-sqlite", "u
 API_TARGETS = {
     "unimodel-responses": ("/v1/responses", "responses"),  # stored, OpenAI's default
     "unimodel-responses-nostore": ("/v1/responses", "responses-nostore"),  # "store": false
+    "unimodel-messages": ("/v1/messages", "messages"),  # Anthropic's Messages API, translated to the chat upstream
 }
 ALL_TARGETS = ("direct", "unimodel", *API_TARGETS, "litellm", *PLATFORM_TARGETS)
-DEFAULT_TARGETS = ("direct", "unimodel", "unimodel-responses", "litellm")
+DEFAULT_TARGETS = ("direct", "unimodel", "unimodel-responses", "unimodel-messages", "litellm")
 BASE_REV = "44cfa75"  # the commit before the platform work (issue 5)
 # Issue 5: keys, limits and the ledger may add at most this much to the p50 of the gateway without them.
 PLATFORM_BUDGET_MS = 0.5
@@ -107,7 +108,7 @@ class TargetRun:
     name: str
     url: str = ""
     model: str = ""
-    api: str = "chat"  # the body the clients send: chat, responses, responses-nostore (API_TARGETS)
+    api: str = "chat"  # the body the clients send: chat, messages, responses, responses-nostore (API_TARGETS)
     status: str = "pending"  # ok | failed | skipped
     reason: str = ""
     version: str = ""
@@ -251,9 +252,12 @@ def tree_memory_mib(root: int) -> tuple[float, float]:
 
 
 def chat_body(model: str, stream: bool, api: str = "chat") -> str:
-    """The request body of `api`: a chat completion, or a Responses API request (loadgen.py has the same)."""
+    """The request body of `api`: a chat completion, a Responses or a Messages API request (loadgen.py has the
+    same)."""
     doc: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
-    if api != "chat":
+    if api == "messages":  # Anthropic's Messages API (max_tokens is required there)
+        doc = {**doc, "max_tokens": 64}
+    elif api != "chat":
         doc = {"model": model, "input": "Hello", **({"store": False} if api == "responses-nostore" else {})}
     if stream:
         doc["stream"] = True
@@ -289,6 +293,8 @@ def probe(port: int, path: str, model: str, api_key: str, stream: bool, run: Tar
         run.sent_max += 1
     if status != 200:
         return f"HTTP {status}: {data[:300]!r}"
+    if api == "messages":
+        return messages_problem(data, stream)
     if api != "chat":
         return responses_problem(data, stream)
     if stream:
@@ -313,6 +319,19 @@ def responses_problem(data: bytes, stream: bool) -> str | None:
     except (ValueError, KeyError, IndexError, TypeError):
         return f"not a Response object: {data[:300]!r}"
     return None if doc.get("object") == "response" and text else f"empty response: {data[:300]!r}"
+
+
+def messages_problem(data: bytes, stream: bool) -> str | None:
+    """What is wrong with a Messages API answer (a message, or an event stream ending with message_stop)."""
+    if stream:
+        ok = data.startswith(b"event: message_start") and b"event: message_stop" in data
+        return None if ok else f"not a Messages event stream ending in message_stop: {data[:300]!r}"
+    try:
+        doc = json.loads(data)
+        text = doc["content"][0]["text"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"not a message: {data[:300]!r}"
+    return None if doc.get("type") == "message" and text else f"empty message: {data[:300]!r}"
 
 
 def wait_ready(
