@@ -7,6 +7,7 @@ cluster view, create and revoke a key and see its usage charted. Model output is
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from pathlib import Path
@@ -17,11 +18,14 @@ from playwright.sync_api import Page, expect
 
 from .browser import browser_fixture, page_fixture, shot  # noqa: F401  (fixtures)
 from .conftest import OPENAI_KEY, Fake
+from .fakes.openai_media_fake import create_media_app
 from .fakes.script import FakeReply
+from .fakes.server import LiveServer
 from .platform_helpers import OPEN_CHAT, Platform, PlatformFactory
 
 EMBED = "acme/tiny-embed"
 ZERO_SHOT = "acme/zero-shot"
+BROKEN = "acme/broken-chat"
 MODELS = [
     {
         "id": OPEN_CHAT,
@@ -33,6 +37,7 @@ MODELS = [
     },
     {"id": EMBED, "task": "feature-extraction", "max_instances": 1, "idle_timeout_s": 60},
     {"id": ZERO_SHOT, "task": "zero-shot-classification", "max_instances": 1, "idle_timeout_s": 60},
+    {"id": BROKEN, "task": "chat", "max_instances": 1, "engine_args": {"fail_load": True}},
 ]
 PIXEL = (  # a 2x2 PNG
     "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
@@ -229,6 +234,7 @@ def test_the_cluster_view_shows_an_instance_under_load_and_its_leaving_after_the
     worker.join()
     assert results == [200, 200, 200]
     expect(card.get_by_test_id("stat-inferences")).to_have_text("3")
+    expect(card.get_by_test_id("stat-service")).to_have_text(re.compile(r"^1\.[2-9]\d s / 1\.[2-9]\d s$"))
     # idle_timeout_s = 2: the instance goes once the model has had no work that long
     expect(card.get_by_test_id("stat-ready")).to_have_text("0", timeout=20_000)
     expect(card.get_by_test_id("cluster-status")).to_have_text("idle")
@@ -237,6 +243,9 @@ def test_the_cluster_view_shows_an_instance_under_load_and_its_leaving_after_the
     cluster = httpx.get(console.url + f"/models/v2/{OPEN_CHAT}", headers=console.admin).json()["output"]
     assert (cluster["inFlight"], cluster["queueDepth"], cluster["coldStarts"]) == (0, 0, 1)
     assert cluster["lastStartS"] > 0 and [d["reason"] for d in cluster["decisions"]] == ["cold start", "scale to zero"]
+    latency = cluster["latency"]
+    assert latency["requests"] == 3 and 1.2 <= latency["serviceP50S"] <= latency["serviceP99S"] < 5
+    assert 0 <= latency["waitP50S"] <= latency["waitP99S"]
 
 
 def test_the_cluster_buttons_change_the_cluster_through_its_api(console: Platform, page: Page) -> None:
@@ -391,3 +400,48 @@ def test_the_console_fits_a_phone_screen(console: Platform, page: Page) -> None:
         assert width <= 390, f"{route} is {width} px wide on a 390 px screen"
         if route == "playground":
             shot(page, "phone-playground")
+
+
+def test_a_model_that_fails_to_start_is_shown_with_its_reason(console: Platform, page: Page) -> None:
+    sign_in(page, console)
+    pick(page, BROKEN)
+    say(page, "are you there?")
+    alert = page.get_by_role("alert").last
+    expect(alert).to_contain_text("503", timeout=30_000)
+    expect(alert).to_contain_text(BROKEN)
+    page.goto(f"{console.url}/console/#/cluster")
+    card = page.locator(f'section.cluster[data-model="{BROKEN}"]')
+    expect(card.get_by_test_id("cluster-status")).to_have_text("failed")
+    expect(card.get_by_role("alert")).to_contain_text("start_failed")
+
+
+def test_an_image_attached_to_a_chat_message_goes_as_an_image_part(
+    console: Platform, openai_fake: Fake, page: Page, tmp_path: Path
+) -> None:
+    png = tmp_path / "dot.png"
+    png.write_bytes(base64.b64decode(PIXEL))
+    sign_in(page, console)
+    pick(page, "openai/gpt-4o")
+    set_openai_key(page)
+    page.get_by_label("Attach an image").set_input_files(str(png))
+    say(page, "What is in this picture?")
+    expect(page.get_by_test_id("answer").last).not_to_be_empty()
+    sent = openai_fake.script.last_request.json["messages"][-1]["content"]
+    assert sent[1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PIXEL}}
+    expect(page.locator(".msg.user img.thumb")).to_have_count(1)
+
+
+def test_a_generated_image_is_fetched_with_the_key_and_shown(platform_factory: PlatformFactory, page: Page) -> None:
+    """Generated media belongs to the key that made it: the page fetches it with that key, shows it from a blob."""
+    with LiveServer(create_media_app(api_key=OPENAI_KEY)) as media:
+        console = platform_factory(
+            models=MODELS, providers={"openai": {"max_retries": 0, "base_url": media.url + "/v1"}}
+        )
+        sign_in(page, console)
+        pick(page, "openai/dall-e-3")
+        set_openai_key(page)
+        expect(page.get_by_test_id("task")).to_contain_text("text-to-image")
+        say(page, "a lighthouse at night")
+        generated = page.get_by_test_id("media").locator("img.generated")
+        expect(generated).to_be_visible(timeout=15_000)
+        assert generated.evaluate("img => img.naturalWidth > 0 && img.src.startsWith('blob:')")

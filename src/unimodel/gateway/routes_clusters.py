@@ -156,6 +156,7 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         "lastStartS": None if (start := deployment.instances.last_start_s) is None else round(start, 3),
         "replicas": [replica_view(r) for r in deployment.replicas()],
         "decisions": list(deployment.decisions),  # the latest changes of `desired`, each with its reason
+        "latency": deployment.latency(),  # p50/p99 of the last minutes: waiting for a slot, time on an instance
         "crashes": deployment.instances.crashes,  # instances that died while serving (OOM kills among them)
         "oomKills": deployment.instances.oom_kills,
         **({"download": download} if download is not None else {}),

@@ -33,12 +33,14 @@ from .instances import STOP_GRACE_S, Instances
 from .lease import RETRY_AFTER_S, InstanceState, Lease, ModelOff, QueueFull, QueueTimeout, Replica
 from .policy import Decision, Observation, PolicyConfig, PolicyState, bounded, decide
 from .router import LeastLoadedRouter
+from .samples import Samples
 from .source import ModelSource
 
 __all__ = ["Clock", "Deployment", "Policy"]
 
 log = logging.getLogger("unimodel.runtime")
 DECISIONS_KEPT = 20
+LATENCY_WINDOW_S = 300.0  # the cluster status's percentiles cover the last five minutes
 
 Policy = Callable[[PolicyConfig, Observation, PolicyState], Decision]
 Clock = Callable[[], float]
@@ -96,6 +98,8 @@ class Deployment:
         self.last_inference: str | None = None
         self.cold_starts = 0  # instances started because a request found no capacity at all
         self.decisions: deque[dict[str, Any]] = deque(maxlen=DECISIONS_KEPT)  # the latest scaling changes, why
+        self.waits = Samples()  # seconds each request waited for a slot
+        self.services = Samples()  # seconds each request held its slot on an instance
         self.queue_full = 0
         self.queue_timeouts = 0
 
@@ -163,6 +167,7 @@ class Deployment:
         return self._lease(replica, now, max(0.0, now - arrived))
 
     def _lease(self, replica: Replica, granted_at: float, queued_s: float) -> Lease:
+        self.waits.add(granted_at, queued_s)
         return Lease(self.spec.id, replica, granted_at, queued_s, clock=self.clock, on_release=self._release)
 
     def _abandon(self, waiter: asyncio.Future[Replica]) -> None:
@@ -191,6 +196,7 @@ class Deployment:
 
     def _release(self, replica: Replica, elapsed_s: float) -> None:
         self._last_busy_at = self.clock()
+        self.services.add(self._last_busy_at, elapsed_s)
         self.instance_seconds += elapsed_s
         self.inferences += 1
         self.last_inference = _now_iso()
@@ -412,6 +418,23 @@ class Deployment:
     def download(self) -> dict[str, Any] | None:
         """The pull of the model's files under way (`bytesDone`, `bytesTotal` …), or None."""
         return self.instances.download()
+
+    def latency(self, window_s: float = LATENCY_WINDOW_S) -> dict[str, Any]:
+        """Percentiles of the last `window_s` of requests: the wait for a slot and the time on an instance."""
+        now = self.clock()
+        waits, services = self.waits.recent(now, window_s), self.services.recent(now, window_s)
+
+        def shown(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
+        return {
+            "windowS": window_s,
+            "requests": len(services),
+            "serviceP50S": shown(Samples.percentile(services, 50)),
+            "serviceP99S": shown(Samples.percentile(services, 99)),
+            "waitP50S": shown(Samples.percentile(waits, 50)),
+            "waitP99S": shown(Samples.percentile(waits, 99)),
+        }
 
     def metrics(self) -> dict[str, Any]:
         return {

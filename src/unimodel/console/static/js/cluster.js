@@ -146,6 +146,7 @@ function makeCard(modelId) {
       timeout.value = cluster.timeout ?? "";
       seeded = true;
     }
+    const lat = cluster.latency || {};
     const rows = [
       ["ready", byState.ready ?? 0, "ready"],
       ["starting", byState.starting ?? 0, "starting"],
@@ -157,6 +158,8 @@ function makeCard(modelId) {
       ["instance-seconds", fmtNumber(cluster.instanceSeconds, 1), "instance-seconds"],
       ["last start", cluster.lastStartS == null ? "–" : `${Number(cluster.lastStartS).toFixed(2)} s`, "last-start"],
       ["cold starts", cluster.coldStarts ?? "–", "cold-starts"],
+      ["on instance p50 / p99", pair(lat.serviceP50S, lat.serviceP99S), "service"],
+      ["wait p50 / p99", pair(lat.waitP50S, lat.waitP99S), "wait"],
       ["crashes / OOM kills", `${cluster.crashes ?? 0} / ${cluster.oomKills ?? 0}`, "crashes"],
       ["idle timeout", cluster.timeout < 1 ? `${Math.round(cluster.timeout * 60)} s` : `${fmtNumber(cluster.timeout, 1)} min`, "timeout"],
       ["last inference", cluster.lastInference || "–", "last-inference"],
@@ -220,4 +223,10 @@ function makeCard(modelId) {
   }
 
   return { el, update, destroy: () => chart.destroy() };
+}
+
+/** Two durations in seconds, "–" for none (no request in the window). */
+function pair(a, b) {
+  const fmt = (x) => (x == null ? "–" : `${Number(x).toFixed(2)} s`);
+  return a == null && b == null ? "–" : `${fmt(a)} / ${fmt(b)}`;
 }
