@@ -26,7 +26,7 @@ from unimodel.gateway import create_app
 from .conftest import ANTHROPIC_KEY, Fake
 from .fakes.openai_media_fake import create_media_app, wav
 from .fakes.server import LiveServer
-from .platform_helpers import PlatformFactory
+from .platform_helpers import OPEN_CHAT, PlatformFactory
 
 KEYS = {"openai": "sk-media-openai-test-key-0001", "groq": "gsk_media_groq_test_key_0002"}
 MAX_BODY = 1024 * 1024  # the gateway's server.max_body_bytes in these tests
@@ -340,6 +340,12 @@ def test_media_is_scoped_to_the_key_that_made_it_and_counted(
         "A" * 32, url.rsplit("/", 1)[1]
     )
     assert httpx.get(url).status_code == 401
+    open_model = httpx.post(
+        p.url + "/v1/audio/speech", json={"model": OPEN_CHAT, "input": "x", "voice": "alloy"},
+        headers={"authorization": f"Bearer {mine}"},
+    )  # fmt: skip
+    assert open_model.status_code == 400 and open_model.json()["error"]["param"] == "model"
+    assert f"POST /models/v2/{OPEN_CHAT}" in open_model.json()["error"]["message"]
     assert (tmp_path / "data" / "media").is_dir()  # kept under [store] data_dir
     image = httpx.post(
         p.url + "/v1/images/generations", json={"model": "openai/dall-e-2", "prompt": "x", "n": 3},
@@ -352,6 +358,10 @@ def test_media_is_scoped_to_the_key_that_made_it_and_counted(
         return sorted((r["model"], r["units"], r["unit"]) for r in records)
 
     deadline = time.monotonic() + 10
-    while len(counted()) < 2 and time.monotonic() < deadline:  # the ledger writes in batches, off the request
+    while len(counted()) < 3 and time.monotonic() < deadline:  # the ledger writes in batches, off the request
         time.sleep(0.05)
-    assert counted() == [("openai/dall-e-2", 3, "images"), ("openai/tts-1", len("only mine"), "characters")]
+    assert counted() == [
+        ("acme/slow-chat", None, None),  # the refused call is recorded (a 400), with no units
+        ("openai/dall-e-2", 3, "images"),
+        ("openai/tts-1", len("only mine"), "characters"),
+    ]

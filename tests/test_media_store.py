@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from unimodel.gateway.media_store import MediaStore, MediaTooLarge
+from unimodel.gateway.media_store import RESCAN_S, MediaStore, MediaTooLarge
 from unimodel.media_settings import MediaStoreConfig
 from unimodel.protocol import NotFound
 
@@ -81,3 +81,19 @@ async def test_a_store_in_another_process_serves_what_this_one_made(tmp_path: Pa
     clock = Clock()
     ref = await store(tmp_path, clock).put(b"shared", "audio/mpeg", "k")
     assert (await store(tmp_path, clock).get(ref.id, "k")).content_type == "audio/mpeg"
+
+
+async def test_the_total_cap_counts_what_other_processes_kept(tmp_path: Path) -> None:
+    clock = Clock()
+    one, other = store(tmp_path, clock, max_total_bytes=10), store(tmp_path, clock, max_total_bytes=10)
+    first = await one.put(b"aaaa", "image/png", None)
+    clock.now += 1
+    second = await other.put(b"bbbb", "image/png", None)  # its first put reads the directory: 8 bytes kept
+    clock.now += 1
+    await one.put(b"cc", "image/png", None)  # within RESCAN_S: `one` counts only its own 4 + 2 bytes
+    assert (await one.get(first.id, None)).data == b"aaaa"
+    clock.now += RESCAN_S
+    await one.put(b"dd", "image/png", None)  # re-read: 4 + 4 + 2 + 2 passes 10, the oldest goes
+    with pytest.raises(NotFound):
+        await one.get(first.id, None)
+    assert (await one.get(second.id, None)).data == b"bbbb"

@@ -13,7 +13,9 @@ of `serve --workers N` shares `[store] data_dir`, so any of them serves what ano
 - Scope: with gateway keys on, an item belongs to the key that made it (`owner`, the key's id); another key or an
   unknown id get the same 404, so ids cannot be probed. Items made in open mode (no key) are anyone's.
 - Retention: an item older than `retention_s` is a 404 and is deleted by the next sweep; a sweep runs with every
-  `put` and deletes the oldest items first while the kept bytes would pass `max_total_bytes`.
+  `put` and deletes the oldest items first while the kept bytes would pass `max_total_bytes`. A sweep reads an
+  index of the kept items this process holds (O(1) a put), re-read from the directory every `RESCAN_S`: with
+  several processes, the total may pass the cap by what the others added since, for at most that long.
 - An output larger than `max_item_bytes` is refused (502 `media_too_large`, naming the setting and the way around it).
 """
 
@@ -36,6 +38,7 @@ from ..media_settings import MediaStoreConfig
 from ..protocol import NotFound, UnimodelError
 
 MEDIA_PATH = "/models/v2/media/"
+RESCAN_S = 60.0  # how often a put re-reads the directory rather than trusting this process's own index
 _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -81,6 +84,11 @@ class MediaStore:
         self.root = Path(config.dir or Path(data_dir) / "media").expanduser()
         self._clock = clock
         self._lock = threading.Lock()  # one sweep-and-write at a time in this process
+        # What is kept, oldest first, and its bytes: read from disk at the first put and every RESCAN_S after (so
+        # items other processes made count too), kept up to date by this process's puts in between.
+        self._index: dict[str, _Meta] | None = None
+        self._total = 0
+        self._scanned = 0.0
 
     async def put(self, data: bytes, content_type: str, owner: str | None, *, base_url: str = "") -> MediaRef:
         """Keep `data` and return its reference; `owner` is the gateway key's id (None in open mode)."""
@@ -112,6 +120,9 @@ class MediaStore:
             _atomic_write(self.root / f"{meta.id}.bin", data)
             record = {"content_type": meta.content_type, "size": meta.size, "owner": meta.owner}
             _atomic_write(self.root / f"{meta.id}.json", json.dumps({**record, "created": meta.created}).encode())
+            assert self._index is not None  # the sweep above made it
+            self._index[meta.id] = meta
+            self._total += meta.size
 
     def _read(self, media_id: str, owner: str | None) -> StoredMedia:
         missing = NotFound(f"No media '{media_id[:64]}' (it may have expired, or belong to another key).")
@@ -130,30 +141,31 @@ class MediaStore:
         return StoredMedia(data, meta.content_type, meta.created, expires)
 
     def _sweep(self, incoming: int) -> int:
+        now = self._clock()
+        if self._index is None or now - self._scanned >= RESCAN_S:
+            self._rescan(now)
+        assert self._index is not None
+        removed = 0
+        for meta in list(self._index.values()):  # oldest first: expired ones, then what the total cap needs
+            if now - meta.created < self.config.retention_s and self._total + incoming <= self.config.max_total_bytes:
+                break
+            removed += self._remove(meta.id)
+        return removed
+
+    def _rescan(self, now: float) -> None:
+        """Read every record on disk (items other processes made included), oldest first."""
         try:
             entries = [e for e in os.scandir(self.root) if e.name.endswith(".json")]
         except FileNotFoundError:
-            return 0
-        now = self._clock()
-        kept: list[_Meta] = []
-        removed = 0
-        for entry in entries:
-            meta = self._meta(Path(entry.path))
-            if meta is None:
-                continue
-            if now - meta.created >= self.config.retention_s:
-                removed += self._remove(meta.id)
-            else:
-                kept.append(meta)
-        total = sum(m.size for m in kept) + incoming
-        for meta in sorted(kept, key=lambda m: m.created):
-            if total <= self.config.max_total_bytes:
-                break
-            removed += self._remove(meta.id)
-            total -= meta.size
-        return removed
+            entries = []
+        found = (self._meta(Path(entry.path)) for entry in entries)
+        self._index = {m.id: m for m in sorted((m for m in found if m is not None), key=lambda m: m.created)}
+        self._total = sum(m.size for m in self._index.values())
+        self._scanned = now
 
     def _remove(self, media_id: str) -> int:
+        if self._index is not None and (meta := self._index.pop(media_id, None)) is not None:
+            self._total -= meta.size
         for suffix in (".json", ".bin"):  # the record first: an item without one is not served
             (self.root / f"{media_id}{suffix}").unlink(missing_ok=True)
         return 1
