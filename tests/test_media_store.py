@@ -97,3 +97,18 @@ async def test_the_total_cap_counts_what_other_processes_kept(tmp_path: Path) ->
     with pytest.raises(NotFound):
         await one.get(first.id, None)
     assert (await one.get(second.id, None)).data == b"bbbb"
+
+
+def test_urls_start_with_the_requests_own_base_or_the_configured_public_url() -> None:
+    from pydantic import ValidationError
+    from starlette.requests import Request
+
+    from unimodel.gateway.media_store import media_base_url
+
+    scope = {"type": "http", "scheme": "http", "server": ("10.0.0.5", 8080), "path": "/v1/images/generations",
+             "root_path": "", "query_string": b"", "headers": [(b"host", b"models.lan:8080")]}  # fmt: skip
+    assert media_base_url(Request(scope), MediaStoreConfig()) == "http://models.lan:8080"
+    behind = MediaStoreConfig(public_url="https://models.example.com/")
+    assert media_base_url(Request(scope), behind) == "https://models.example.com"
+    with pytest.raises(ValidationError, match="must start with http"):
+        MediaStoreConfig(public_url="models.example.com")
