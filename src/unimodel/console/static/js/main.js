@@ -3,16 +3,18 @@
 
 import { ApiError, call, session } from "./api.js";
 import { append, clear, errorBox, field, h } from "./dom.js";
-import * as cluster from "./cluster.js";
-import * as keys from "./keys.js";
-import * as models from "./models.js";
-import * as playground from "./playground.js";
-
-const PAGES = { playground, models, cluster, keys };
+// Each page is loaded when first opened (the charts' library only with the pages that chart).
+const PAGES = {
+  playground: () => import("./playground.js"),
+  models: () => import("./models.js"),
+  cluster: () => import("./cluster.js"),
+  keys: () => import("./keys.js"),
+};
 const main = document.getElementById("main");
 const authBar = document.getElementById("auth");
 let cleanup = null;
 let refusal = null; // why the server refused the key we have (or that we have none), to show on the key form
+let routes = 0; // counts visits, so a slow one the user already left does not take over the page
 
 /** Ask the server whether our key (or no key) is let in: any answer but a 401 means yes. */
 async function probe() {
@@ -85,12 +87,14 @@ async function route() {
   if (cleanup) cleanup();
   cleanup = null;
   const name = (location.hash.replace(/^#\/?/, "") || "playground").split("?")[0];
-  const page = PAGES[name] || playground;
+  const load = PAGES[name] || PAGES.playground;
   for (const link of document.querySelectorAll("nav a")) {
     if (link.dataset.page === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  const turn = ++routes;
   refusal = await probe();
+  if (turn !== routes) return; // the user went elsewhere meanwhile
   if (refusal) {
     const message = session.key()
       ? new ApiError(401, refusal.code, `The server refused this key: ${refusal.message}`)
@@ -101,12 +105,18 @@ async function route() {
     return;
   }
   clear(main);
-  const context = { needAdmin: (reason) => showKeyForm(reason, { admin: true }) };
+  // each visit renders into its own view: one the user left while it loaded stays detached, and is cleaned up
+  const view = h("div", { class: "view" });
+  append(main, view);
+  const context = { needAdmin: (reason) => turn === routes && showKeyForm(reason, { admin: true }) };
   try {
-    cleanup = (await page.render(main, context)) || null;
+    const page = await load();
+    const done = (await page.render(view, context)) || null;
+    if (turn === routes) cleanup = done;
+    else if (done) done();
   } catch (exc) {
     console.error(exc); // a bug in the page, or a failure the page did not expect
-    append(main, errorBox(exc));
+    append(view, errorBox(exc));
   }
 }
 
