@@ -24,7 +24,8 @@ TRANSFORMERS_TASKS = (
     "audio-classification, automatic-speech-recognition, chat, depth-estimation, document-question-answering, "
     "feature-extraction, fill-mask, image-classification, image-feature-extraction, image-segmentation, "
     "image-text-to-text, image-to-text, object-detection, question-answering, sentence-similarity, summarization, "
-    "text-classification, text-generation, text2text-generation, token-classification, translation, "
+    "text-classification, text-generation, text-to-audio, text-to-speech, text2text-generation, token-classification, "
+    "translation, "
     "visual-question-answering, zero-shot-classification, zero-shot-image-classification, zero-shot-object-detection"
 )
 
@@ -372,10 +373,10 @@ def test_unsupported_library_is_refused_naming_it() -> None:
 
 def test_task_no_engine_serves_is_refused_listing_the_supported_ones() -> None:
     files = {"config.json": 700, "model.safetensors": 150 * MB, **TOKENIZER}
-    info = hub_info("facebook/musicgen-small", files, library_name="transformers", pipeline_tag="text-to-audio")
+    info = hub_info("acme/video-maker", files, library_name="transformers", pipeline_tag="text-to-video")
     error = refused(info)
     assert error.code == "unsupported_model"
-    assert "its task 'text-to-audio' is not one the transformers engine serves" in error.message
+    assert "its task 'text-to-video' is not one the transformers engine serves" in error.message
     assert f"It serves: {TRANSFORMERS_TASKS}." in error.message
 
 

@@ -16,7 +16,15 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .engines.base import CHAT_TASKS, EMBEDDING_TASKS, GENERATIVE_TASKS, VISION_CHAT_TASKS, Outcome, unsupported_task
+from .engines.base import (
+    CHAT_TASKS,
+    EMBEDDING_TASKS,
+    GENERATIVE_TASKS,
+    VISION_CHAT_TASKS,
+    MediaOutput,
+    Outcome,
+    unsupported_task,
+)
 from .errors import WorkerError, invalid_request, unsupported_parameter
 from .params import Generation, from_openai, generation, validate_object
 from .server import HTTPError, JSONResponse, Request, Response, Router, StreamingResponse
@@ -306,6 +314,8 @@ def create_app(worker: Worker) -> Router:
             vectors, _ = worker.call(engine.embed, texts)
             return JSONResponse({"output": vectors[0] if isinstance(value, str) else vectors})
         output = worker.call(engine.run, fields, body.get("params"))
+        if isinstance(output, MediaOutput):  # generated media: its bytes, for the gateway's media store
+            return Response(output.data, headers={"content-type": output.content_type})
         return JSONResponse({"output": output})
 
     def run_generate(request: Request, body: dict[str, Any], fields: dict[str, Any], stream: bool) -> Answer:

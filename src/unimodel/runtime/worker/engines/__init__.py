@@ -10,6 +10,7 @@ ENGINES = {
     "llama.cpp": ("llama_cpp", "LlamaCppEngine"),
     "transformers": ("transformers", "TransformersEngine"),
     "command": ("command", "CommandEngine"),
+    "diffusers": ("diffusers", "DiffusersEngine"),
 }
 
 

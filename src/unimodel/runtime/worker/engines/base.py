@@ -49,6 +49,15 @@ class ModelSpec:
         return path
 
 
+@dataclass(frozen=True, slots=True)
+class MediaOutput:
+    """A task's output that is media (a generated image, speech): the worker answers its bytes as they are, with
+    their content type, and the gateway keeps them in its media store (or hands them to the caller)."""
+
+    data: bytes
+    content_type: str  # image/png, audio/wav
+
+
 @dataclass(slots=True)
 class Outcome:
     """Filled in by a generation as it ends."""
@@ -106,7 +115,7 @@ class Engine:
         raise unsupported_task("/v1/embeddings", self.spec.task, "a feature-extraction model")
 
     def run(self, task_input: dict[str, Any], params: Any) -> Any:
-        """A non-generative task's output (PROTOCOL.md), from its v2 input fields."""
+        """A non-generative task's output (PROTOCOL.md), from its v2 input fields: plain JSON, or a MediaOutput."""
         raise unsupported_task("/v1/run", self.spec.task, "a task this engine runs")
 
     def task_specs(self) -> Mapping[str, Spec]:

@@ -8,8 +8,8 @@
 - feature-extraction, sentence-similarity: a sentence-transformers folder through sentence-transformers
   (normalized); any other encoder mean-pooled over the attention mask and normalized.
 - every other task: one entry of the task table (task_table.py: the text pipelines; extractive_qa.py;
-  vision_tasks.py: image in; audio_tasks.py: audio in), each loaded once and called per request with its
-  validated `params`.
+  vision_tasks.py: image in; audio_tasks.py: audio in; generation_tasks.py: speech out), each loaded once and
+  called per request with its validated `params`.
 
 Generation streams through `TextIteratorStreamer`, with `generate` in its own thread and a stopping criterion
 that ends it when the consumer stops reading. `engine_args`: `dtype` (float32, bfloat16, float16),
@@ -28,6 +28,7 @@ from ..params import Generation, Spec, pick, validate
 from .audio_tasks import AUDIO_TASKS
 from .base import DEFAULT_MAX_NEW_TOKENS, EMBEDDING_TASKS, VISION_CHAT_TASKS, ChatMessages, Engine, Outcome
 from .extractive_qa import QA_TASKS
+from .generation_tasks import GENERATION_TASKS
 from .task_table import TEXT_TASKS, Task, max_positions
 from .vision_tasks import VISION_TASKS
 
@@ -35,7 +36,7 @@ _CAUSAL = frozenset({"chat", "text-generation"}) | VISION_CHAT_TASKS  # decoder-
 _SEQ2SEQ = frozenset({"text2text-generation", "summarization", "translation"})
 _ENGINE_ARGS = {"dtype", "threads", "trust_remote_code"}
 _HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig's library default: a model that sets nothing gets our default
-TASKS: dict[str, Task] = {**TEXT_TASKS, **QA_TASKS, **VISION_TASKS, **AUDIO_TASKS}
+TASKS: dict[str, Task] = {**TEXT_TASKS, **QA_TASKS, **VISION_TASKS, **AUDIO_TASKS, **GENERATION_TASKS}
 
 
 class TransformersEngine(Engine):
