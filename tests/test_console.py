@@ -22,6 +22,7 @@ from .fakes.openai_media_fake import create_media_app
 from .fakes.script import FakeReply
 from .fakes.server import LiveServer
 from .platform_helpers import OPEN_CHAT, Platform, PlatformFactory
+from .served import serve
 
 EMBED = "acme/tiny-embed"
 ZERO_SHOT = "acme/zero-shot"
@@ -124,6 +125,28 @@ def test_a_streamed_chat_shows_the_answer_and_never_the_provider_key(
     expect(page.get_by_test_id("code-bytez")).to_contain_text("provider_key=os.environ")
     shot(page, "playground")
     assert OPENAI_KEY not in page.content() and console.admin_key not in page.content()  # nothing shows a secret
+
+
+def test_the_keyboard_alone_sends_a_message(console: Platform, openai_fake: Fake, page: Page) -> None:
+    openai_fake.script.push(FakeReply(text="Typed and sent."))
+    sign_in(page, console)
+    pick(page, "openai/gpt-4o")
+    set_openai_key(page)
+    page.get_by_test_id("prompt").focus()
+    page.keyboard.type("no mouse here")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_test_id("answer").last).to_have_text("Typed and sent.")
+
+
+def test_unimodel_serve_serves_the_console_from_its_package(tmp_path: Path, page: Page) -> None:
+    """The real server process, as `make serve` starts it: the console with nothing else to run."""
+    with serve(tmp_path) as served:
+        page.goto(served.url)  # the root, as a browser asks for it
+        expect(page).to_have_url(served.url + "/console/")
+        expect(page.get_by_role("heading", name="Playground")).to_be_visible()
+        expect(page.get_by_test_id("key-state")).to_have_text("No gateway key")
+        for asset in ("/console/console.css", "/console/js/tasks.js", "/console/vendor/uplot/uPlot.esm.js"):
+            assert httpx.get(served.url + asset).status_code == 200, asset
 
 
 def test_model_output_is_shown_as_text_never_run(console: Platform, openai_fake: Fake, page: Page) -> None:
@@ -265,6 +288,11 @@ def test_the_cluster_buttons_change_the_cluster_through_its_api(console: Platfor
     expect(card.get_by_test_id("cluster-status")).to_have_text("off")
     r = httpx.post(console.url + f"/models/v2/{OPEN_CHAT}", json={"input": "hi"}, headers=console.admin)
     assert (r.status_code, r.json()["code"]) == (503, "model_off")
+    card.get_by_role("button", name="Turn on").click()
+    expect(card.get_by_test_id("stat-ready")).to_have_text("1", timeout=15_000)  # min 1 holds one again
+    card.get_by_role("button", name="Stop instances").click()  # DELETE: its instances stopped, the model off
+    expect(card.get_by_test_id("cluster-status")).to_have_text("off")
+    expect(card.get_by_test_id("stat-ready")).to_have_text("0", timeout=15_000)
 
 
 def test_a_key_is_created_used_charted_and_revoked(console: Platform, openai_fake: Fake, page: Page) -> None:
@@ -400,6 +428,14 @@ def test_the_console_fits_a_phone_screen(console: Platform, page: Page) -> None:
         assert width <= 390, f"{route} is {width} px wide on a 390 px screen"
         if route == "playground":
             shot(page, "phone-playground")
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll("#main input, #main select, #main textarea, #main button")]
+                .filter((el) => !el.closest("[hidden]"))
+                .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                                && !(el.tagName === "BUTTON" && el.textContent.trim()))
+                .map((el) => el.outerHTML.slice(0, 80))"""
+        )
+        assert unlabelled == [], f"{route}: controls without a label: {unlabelled}"
 
 
 def test_a_model_that_fails_to_start_is_shown_with_its_reason(console: Platform, page: Page) -> None:
