@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -43,6 +43,7 @@ def page_fixture(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     opened = context.new_page()
     opened.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)  # a loaded CI machine answers slower than a quiet one
     opened.on("dialog", lambda dialog: dialog.accept())  # the console's "are you sure?" confirmations
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
