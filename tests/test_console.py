@@ -393,7 +393,8 @@ def test_task_outputs_are_drawn_as_widgets_with_their_text_as_text(console: Plat
             const scores = outputView([{label: "cat", score: 0.75}, {label: evil, score: 0.25}]);
             const masks = outputView([{label: "sky", score: null, mask: pixel}]);
             const depth = outputView({depth: pixel, width: 2, height: 2, min: 0.1, max: 9.5});
-            for (const el of [boxes, scores, masks, depth]) main.append(el);
+            const elsewhere = outputView("https://elsewhere.example/models/v2/media/abc");
+            for (const el of [boxes, scores, masks, depth, elsewhere]) main.append(el);
             await new Promise((r) => setTimeout(r, 200));
             return {
                 canvas: boxes.querySelectorAll("canvas").length,
@@ -404,6 +405,8 @@ def test_task_outputs_are_drawn_as_widgets_with_their_text_as_text(console: Plat
                 maskImages: masks.querySelectorAll("img").length,
                 depthText: depth.textContent,
                 injected: document.querySelectorAll("img[src=x]").length,
+                elsewhere: elsewhere.textContent,
+                elsewhereFetched: performance.getEntriesByType("resource").some((e) => e.name.includes("elsewhere")),
             };
         }""",
         [PIXEL, evil],
@@ -413,6 +416,8 @@ def test_task_outputs_are_drawn_as_widgets_with_their_text_as_text(console: Plat
     assert counts["meters"] == 2 and "0.75" in counts["scoreText"] and evil in counts["scoreText"]
     assert counts["maskImages"] == 1 and "depth from 0.1 to 9.5 (2×2)" in counts["depthText"]
     assert counts["injected"] == 0 and page.evaluate("window.__xss") is None
+    # a media URL on another host is shown as a link, never fetched with the user's key
+    assert counts["elsewhere"] == "https://elsewhere.example/models/v2/media/abc" and not counts["elsewhereFetched"]
 
 
 def test_the_console_fits_a_phone_screen(console: Platform, page: Page) -> None:

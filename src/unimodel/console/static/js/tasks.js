@@ -115,7 +115,8 @@ function pngOrText(b64, alt) {
 /** Generated media on this server (`/models/v2/media/{id}`): fetched with the user's key (it belongs to that
  *  key), shown as an image or an audio player from a blob: URL. */
 function mediaView(url) {
-  const box = h("div", { class: "media", "data-testid": "media" }, h("a", { href: url, rel: "noopener" }, url));
+  const box = h("div", { class: "media", "data-testid": "media" }, h("a", { href: url, rel: "noopener noreferrer" }, url));
+  if (new URL(url, location.href).origin !== location.origin) return box; // the key goes to this server only
   fetch(url, { headers: headers() })
     .then(async (response) => {
       if (!response.ok) throw new Error(`The server answered ${response.status} for the media.`);
