@@ -486,3 +486,20 @@ def test_a_generated_image_is_fetched_with_the_key_and_shown(platform_factory: P
         generated = page.get_by_test_id("media").locator("img.generated")
         expect(generated).to_be_visible(timeout=15_000)
         assert generated.evaluate("img => img.naturalWidth > 0 && img.src.startsWith('blob:')")
+
+
+def test_the_csv_export_quotes_what_a_spreadsheet_would_run(console: Platform, page: Page) -> None:
+    sign_in(page, console)
+    csv = page.evaluate(
+        """async () => {
+            const { toCsv } = await import("/console/js/keys.js");
+            return toCsv([{time: "2026-12-07T10:00:00Z", requestId: "r1", keyId: "key_1",
+                           model: '=HYPERLINK("http://x","y")', status: 200, inputTokens: -3, costUsd: 0.5}]);
+        }"""
+    )
+    header, row = csv.splitlines()
+    assert (
+        header
+        == "time,requestId,keyId,model,kind,provider,status,inputTokens,outputTokens,inferenceSeconds,costUsd,latencyMs,units,unit"
+    )
+    assert row == '2026-12-07T10:00:00Z,r1,key_1,"\'=HYPERLINK(""http://x"",""y"")",,,200,-3,,,0.5,,,'

@@ -5,7 +5,7 @@ import { ApiError, call, v2 } from "./api.js";
 import { timeChart } from "./chart.js";
 import { append, clear, downloadText, errorBox, field, fmtNumber, h, notice } from "./dom.js";
 
-const RECORD_FIELDS = [
+const RECORD_FIELDS = [ // the usage records' fields, in the order of the server's own CSV (store/views.py)
   "time",
   "requestId",
   "keyId",
@@ -18,6 +18,8 @@ const RECORD_FIELDS = [
   "inferenceSeconds",
   "costUsd",
   "latencyMs",
+  "units",
+  "unit",
 ];
 const RANGES = { "15m": 15 * 60, "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
 
