@@ -16,6 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from unimodel.store.views import RECORD_FIELDS
+
 from .browser import browser_fixture, page_fixture, shot  # noqa: F401  (fixtures)
 from .conftest import OPENAI_KEY, Fake
 from .fakes.openai_media_fake import create_media_app
@@ -498,8 +500,5 @@ def test_the_csv_export_quotes_what_a_spreadsheet_would_run(console: Platform, p
         }"""
     )
     header, row = csv.splitlines()
-    assert (
-        header
-        == "time,requestId,keyId,model,kind,provider,status,inputTokens,outputTokens,inferenceSeconds,costUsd,latencyMs,units,unit"
-    )
+    assert header == ",".join(RECORD_FIELDS)  # the same columns as the server's own CSV (`unimodel usage`)
     assert row == '2026-12-07T10:00:00Z,r1,key_1,"\'=HYPERLINK(""http://x"",""y"")",,,200,-3,,,0.5,,,'
