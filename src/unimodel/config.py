@@ -309,10 +309,11 @@ class OpenModelConfig(BaseModel):
         default=None,
         description="With the Ray backend: the resources one instance needs from its node (`[models.ray]`).",
     )
-    engine: Literal["llama.cpp", "transformers", "command"] = Field(
+    engine: Literal["llama.cpp", "transformers", "diffusers", "command"] = Field(
         default="transformers",
-        description='What serves the model in its instances: llama.cpp (GGUF files), transformers, or "command" '
-        "(an external OpenAI-compatible server). `runtime` is its old name (deprecated).",
+        description="What serves the model in its instances: llama.cpp (GGUF files), transformers, diffusers "
+        '(text-to-image pipelines) or "command" (an external OpenAI-compatible server). `runtime` is its old name '
+        "(deprecated).",
     )
     path: str | None = Field(default=None, description="A local file or folder; the Hugging Face id when absent.")
     revision: str | None = Field(default=None, description="No path: the Hub revision to pull (branch, tag, commit).")

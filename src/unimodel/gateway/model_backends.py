@@ -5,10 +5,11 @@
     OpenBackend       an open model this process runs (runtime/: a lease on an instance)
     ForwardedBackend  `serve --workers N`: the runtime process runs the open models; the request goes there as it is
 
-Closed and open backends take the canonical chat request (`complete`, `stream`); an open model also runs other
-tasks (`run`) and OpenAI's completions/embeddings natively (`passthrough`). Each notes the call on the request's
-context (the model, open or closed, for metrics and the ledger) when it is made, and its usage when it is done;
-`headers` are what its answers carry (an open model's `inference-meter` and `inference-time`).
+Closed and open backends take the canonical chat request (`complete`, `stream`) and the canonical media requests
+(`generate_images`, `speak`); an open model also runs other tasks (`run`) and OpenAI's completions/embeddings
+natively (`passthrough`). Each notes the call on the request's context (the model, open or closed, for metrics
+and the ledger) when it is made, and its usage when it is done; `headers` are what its answers carry (an open
+model's `inference-meter` and `inference-time`).
 
 Not to be confused with runtime/backends/, which start the instances an OpenBackend's requests run on.
 """
@@ -42,6 +43,7 @@ from .catalog import Route
 from .context import RequestContext
 from .metrics import upstream_latency
 from .open_inputs import inline_chat_images, inline_run_urls
+from .open_media import image_result, image_run_bodies, speech_run_body
 
 if TYPE_CHECKING:
     from .service import Gateway
@@ -149,6 +151,20 @@ class OpenBackend:
         open_inputs.py); its output."""
         payload = await inline_run_urls(self.gateway.fetcher, payload, self.task)
         return await self.gateway.open.run(self.model_id, payload, await self._admit())
+
+    async def generate_images(self, request: ImageRequest) -> ImageResult:
+        """A text-to-image model's images (open_media.py turns the canonical request into run bodies)."""
+        bodies = image_run_bodies(request)
+        metered = await self._admit()  # one slot for the n images, made one after another
+        images = [await self.gateway.open.run_media(self.model_id, body, metered) for body in bodies]
+        self.ctx.add_units(len(images), "images")
+        return image_result(self.model_id, images)
+
+    async def speak(self, request: SpeechRequest) -> SpeechResult:
+        """A text-to-speech (or text-to-audio) model's audio: WAV, in the model's one voice."""
+        media = await self.gateway.open.run_media(self.model_id, speech_run_body(request), await self._admit())
+        self.ctx.add_units(len(request.input), "characters")
+        return SpeechResult(media.data, media.content_type, len(request.input))
 
     async def passthrough(self, path: str, payload: dict[str, Any]) -> bytes:
         """OpenAI's `/v1/completions` or `/v1/embeddings`, which the instance speaks natively; its raw answer."""

@@ -1,5 +1,6 @@
-"""OpenAI's media endpoints for closed media models, under `/models/v2/openai/v1` and `/v1`: image generation,
-speech to text (a multipart upload) and text to speech (audio bytes). Decode → ClosedBackend → encode."""
+"""OpenAI's media endpoints, under `/models/v2/openai/v1` and `/v1`: image generation, speech to text (a multipart
+upload) and text to speech (audio bytes). Decode → backend → encode: a closed media model's ClosedBackend, or for
+image generation and speech an open text-to-image / text-to-speech model's OpenBackend (gateway/open_media.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from . import dispatch
 from .context import context
 from .http import guarded, json_response, read_body
 from .media_store import MEDIA_PATH, media_base_url
-from .model_backends import ClosedBackend, ModelBackend
+from .model_backends import ClosedBackend, ForwardedBackend, ModelBackend, OpenBackend
 from .service import Gateway
 
 openai = guarded(openai_compat.SURFACE.error_body)
@@ -34,13 +35,31 @@ _WHAT: dict[MediaTask, tuple[str, str]] = {
 _MAX_FORM_FIELDS = 64
 
 
-async def closed_media_backend(gateway: Gateway, backend: ModelBackend, task: MediaTask) -> ClosedBackend:
+# The open models' tasks each endpoint serves (an open speech recogniser is run with POST /models/v2/{id}).
+_OPEN_TASKS: dict[MediaTask, frozenset[str]] = {
+    "text-to-image": frozenset({"text-to-image"}),
+    "automatic-speech-recognition": frozenset(),
+    "text-to-speech": frozenset({"text-to-speech", "text-to-audio"}),
+}
+
+
+def media_backend(gateway: Gateway, backend: ModelBackend, task: MediaTask) -> ClosedBackend | OpenBackend:
+    """The backend for a media endpoint: an open model of the endpoint's task, else a closed one (below)."""
+    if isinstance(backend, OpenBackend) and backend.task in _OPEN_TASKS[task]:
+        return backend
+    return closed_media_backend(gateway, backend, task)
+
+
+def closed_media_backend(gateway: Gateway, backend: ModelBackend, task: MediaTask) -> ClosedBackend:
     """The closed backend for a media endpoint; a 400 naming what to use for an open model or a listed model of
     another task. A provider without the API refuses in its adapter (400 `unsupported_task`)."""
     what, path = _WHAT[task]
     if not isinstance(backend, ClosedBackend):
+        served = f"closed providers' {what} models" + (
+            f" and open {' / '.join(sorted(_OPEN_TASKS[task]))} models" if _OPEN_TASKS[task] else ""
+        )
         raise InvalidRequest(
-            f"'{backend.model_id}' is an open model; {path} serves closed providers' {what} models. Run it with "
+            f"'{backend.model_id}' is an open model; {path} serves {served}. Run it with "
             f"POST /models/v2/{backend.model_id}.",
             param="model",
         )
@@ -59,11 +78,13 @@ def routes(gateway: Gateway) -> list[Route]:
     @openai
     async def images_generations(request: Request) -> Response:
         """OpenAI image generation (`client.images.generate`): `url` answers are the server's own media URLs."""
-        payload = openai_compat.decode_object(await read_body(request, limit))
-        decoded = openai_media.decode_images(payload)
+        body = await read_body(request, limit)
+        decoded = openai_media.decode_images(openai_compat.decode_object(body))
         ctx = context(request)
-        backend = await dispatch.backend_for(gateway, decoded.model_id, ctx, request.headers)
-        backend = await closed_media_backend(gateway, backend, "text-to-image")
+        found = await dispatch.backend_for(gateway, decoded.model_id, ctx, request.headers)
+        if isinstance(found, ForwardedBackend):  # `serve --workers N`: the runtime process answers
+            return await found.forward(request, body)
+        backend = media_backend(gateway, found, "text-to-image")
         result = await backend.generate_images(_named(decoded.request, backend))
         urls = None
         if (decoded.response_format or result.native_format) == "url":
@@ -72,7 +93,7 @@ def routes(gateway: Gateway) -> list[Route]:
             urls = [
                 (await gateway.media_store.put(i.data, i.content_type, owner, base_url=base)).url for i in result.images
             ]
-        return json_response(openai_media.encode_images(result, urls))
+        return json_response(openai_media.encode_images(result, urls), headers=backend.headers())
 
     @openai
     async def audio_transcriptions(request: Request) -> Response:
@@ -80,19 +101,21 @@ def routes(gateway: Gateway) -> list[Route]:
         body = await read_body(request, limit)
         decoded = openai_media.decode_transcription(await _form(request.headers, body))
         backend = await dispatch.backend_for(gateway, decoded.model_id, context(request), request.headers)
-        backend = await closed_media_backend(gateway, backend, "automatic-speech-recognition")
+        backend = closed_media_backend(gateway, backend, "automatic-speech-recognition")
         result = await backend.transcribe(_named(decoded.request, backend))
         return Response(result.body, media_type=result.content_type)
 
     @openai
     async def audio_speech(request: Request) -> Response:
         """OpenAI text to speech (`client.audio.speech.create`): the audio bytes with their content type."""
-        payload = openai_compat.decode_object(await read_body(request, limit))
-        decoded = openai_media.decode_speech(payload)
-        backend = await dispatch.backend_for(gateway, decoded.model_id, context(request), request.headers)
-        backend = await closed_media_backend(gateway, backend, "text-to-speech")
+        body = await read_body(request, limit)
+        decoded = openai_media.decode_speech(openai_compat.decode_object(body))
+        found = await dispatch.backend_for(gateway, decoded.model_id, context(request), request.headers)
+        if isinstance(found, ForwardedBackend):
+            return await found.forward(request, body)
+        backend = media_backend(gateway, found, "text-to-speech")
         result = await backend.speak(_named(decoded.request, backend))
-        return Response(result.audio, media_type=result.content_type)
+        return Response(result.audio, media_type=result.content_type, headers=backend.headers())
 
     out: list[Route] = []
     for prefix in openai_compat.SURFACE.prefixes:
@@ -105,8 +128,8 @@ def routes(gateway: Gateway) -> list[Route]:
 Named = TypeVar("Named", ImageRequest, TranscriptionRequest, SpeechRequest)
 
 
-def _named(request: Named, backend: ClosedBackend) -> Named:
-    """The request with the provider's own model name (`dall-e-3`, not `openai/dall-e-3`)."""
+def _named(request: Named, backend: ClosedBackend | OpenBackend) -> Named:
+    """The request with the provider's own model name (`dall-e-3`, not `openai/dall-e-3`; an open model's id)."""
     return replace(request, model=backend.name)
 
 
@@ -173,7 +196,7 @@ def openapi_paths(error_ref: str, v2_envelope: str, errors: tuple[int, ...]) -> 
         tag = prefix.strip("/").replace("/", "_")
         out[f"{prefix}/images/generations"] = {
             "post": {
-                "summary": "OpenAI image generation (closed image models: openai/gpt-image-1, openai/dall-e-3 …)",
+                "summary": "OpenAI image generation (openai/gpt-image-1, openai/dall-e-3 …, open text-to-image models)",
                 "operationId": f"imagesGenerations_{tag}",
                 "parameters": key_header,
                 "requestBody": {
@@ -194,7 +217,7 @@ def openapi_paths(error_ref: str, v2_envelope: str, errors: tuple[int, ...]) -> 
         }
         out[f"{prefix}/audio/speech"] = {
             "post": {
-                "summary": "OpenAI text to speech (openai/gpt-4o-mini-tts, openai/tts-1 …): the audio bytes",
+                "summary": "OpenAI text to speech (openai/tts-1 …, open text-to-speech models): the audio bytes",
                 "operationId": f"audioSpeech_{tag}",
                 "parameters": key_header,
                 "requestBody": {

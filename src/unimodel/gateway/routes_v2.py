@@ -14,13 +14,13 @@ from starlette.routing import Route
 from ..frontends import bytez_v2, bytez_v2_media
 from ..frontends.wire import invalid_request
 from ..protocol import ChatRequest, InvalidRequest, UnimodelError
-from ..runtime.service import CHAT_TASKS
+from ..runtime.service import CHAT_TASKS, MEDIA_OUT_TASKS
 from . import dispatch
 from .context import context
 from .http import close_after, guarded, json_response, read_body
 from .model_backends import ChatBackend, ClosedBackend, ForwardedBackend, OpenBackend
 from .service import Gateway
-from .v2_media import run_closed_media
+from .v2_media import run_media_model
 
 log = logging.getLogger("unimodel.gateway")
 
@@ -48,7 +48,9 @@ def routes(gateway: Gateway) -> list[Route]:
         if backend.task in CHAT_TASKS:
             return await _answer(backend, bytez_v2.decode_chat(body, backend.name))
         if isinstance(backend, ClosedBackend) and backend.task in bytez_v2_media.MEDIA_TASKS:
-            return await run_closed_media(gateway, backend, body, request)
+            return await run_media_model(gateway, backend, body, request)
+        if isinstance(backend, OpenBackend) and backend.task in MEDIA_OUT_TASKS:  # generated media, as closed models'
+            return await run_media_model(gateway, backend, body, request)
         if isinstance(backend, ClosedBackend):  # a provider's embedding model
             embedding, single = bytez_v2.decode_embeddings(body, backend.name)
             result = await backend.embed(embedding)

@@ -1,5 +1,6 @@
-"""The v2 run of a closed provider's media model (`openai/dall-e-3`, `openai/whisper-1`, `openai/tts-1` …):
-generated media answer a URL of this server's media store, or with `json: false` the bytes themselves."""
+"""The v2 run of a media model — a closed provider's (`openai/dall-e-3`, `openai/whisper-1`, `openai/tts-1` …) or
+an open text-to-image / text-to-speech model this server runs: generated media answer a URL of this server's
+media store, or with `json: false` the bytes themselves. One place for both: the backend makes the media."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from ..protocol import ImageRequest
 from .context import context
 from .http import json_response
 from .media_store import media_base_url
-from .model_backends import ClosedBackend
+from .model_backends import ClosedBackend, OpenBackend
 from .service import Gateway
 
 
-async def run_closed_media(gateway: Gateway, backend: ClosedBackend, body: bytes, request: Request) -> Response:
-    """One run of `backend` (its task is one of bytez_v2_media.MEDIA_TASKS)."""
-    if backend.task == "automatic-speech-recognition":
+async def run_media_model(
+    gateway: Gateway, backend: ClosedBackend | OpenBackend, body: bytes, request: Request
+) -> Response:
+    """One run of `backend`: a closed model of one of bytez_v2_media.MEDIA_TASKS, or an open model of one of
+    runtime.service.MEDIA_OUT_TASKS (text-to-audio answers as text-to-speech does)."""
+    if isinstance(backend, ClosedBackend) and backend.task == "automatic-speech-recognition":
         speech = bytez_v2_media.decode_speech_recognition(body, backend.name)
         if speech.url is not None:  # fetched here, under the guard every fetched input passes (providers/media.py)
             fetched, content_type, _ = await gateway.fetcher.fetch_media(speech.url, "input", "audio")
@@ -40,9 +44,9 @@ async def run_closed_media(gateway: Gateway, backend: ClosedBackend, body: bytes
         audio = await backend.speak(run.request)
         data, content_type, provider = audio.audio, audio.content_type, None
     if run.wants_bytes:
-        return Response(data, media_type=content_type)
+        return Response(data, media_type=content_type, headers=backend.headers())
     config = gateway.settings.media.store
     ref = await gateway.media_store.put(
         data, content_type, context(request).principal.key_id, base_url=media_base_url(request, config)
     )
-    return json_response(bytez_v2_media.encode_output(ref.url, provider))
+    return json_response(bytez_v2_media.encode_output(ref.url, provider), headers=backend.headers())

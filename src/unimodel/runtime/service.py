@@ -54,7 +54,17 @@ log = logging.getLogger("unimodel.runtime")
 # Tasks whose instances speak OpenAI chat completions (the rest speak POST /v1/run).
 CHAT_TASKS = frozenset({"chat", "image-text-to-text", "audio-text-to-text", "video-text-to-text"})
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
+MEDIA_OUT_TASKS = frozenset({"text-to-image", "text-to-speech", "text-to-audio"})  # instances answer bytes
+MEDIA_TYPES = ("image/", "audio/")
 _ATTEMPTS = 2  # the first instance, and one other when the first refused the connection (it had died)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedMedia:
+    """What an instance generated: the bytes and their content type (image/png, audio/wav)."""
+
+    data: bytes
+    content_type: str
 
 
 @dataclass(slots=True)
@@ -135,6 +145,17 @@ class OpenModels:
         if not isinstance(answer, dict) or "output" not in answer:
             raise UpstreamProtocolError(f"The instance of '{model_id}' answered without an output.")
         return answer["output"]
+
+    async def run_media(self, model_id: str, body: dict[str, Any], metered: Metered) -> GeneratedMedia:
+        """A media-out task (text-to-image, text-to-speech): the instance answers the media's bytes as they are."""
+        async with self._answer(model_id, "/v1/run", to_json(body), metered) as response:
+            raw = await self._read(response, model_id)
+            content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if not content_type.startswith(MEDIA_TYPES) or not raw:
+            raise UpstreamProtocolError(
+                f"The instance of '{model_id}' answered {content_type or 'no content type'}, not generated media."
+            )
+        return GeneratedMedia(raw, content_type)
 
     async def openai_passthrough(self, model_id: str, path: str, body: dict[str, Any], metered: Metered) -> bytes:
         """An OpenAI-style JSON request (completions, embeddings) forwarded as it is, `model` set to the id."""
