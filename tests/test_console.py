@@ -380,6 +380,14 @@ def test_a_task_run_takes_its_own_inputs(console: Platform, page: Page) -> None:
     page.get_by_label("Candidate labels (comma-separated)").fill("sports, politics")
     say(page, "The match ended 2-1.")
     expect(page.get_by_test_id("answer").last).to_have_text("echo: The match ended 2-1.")  # the fake worker echoes
+    page.get_by_test_id("prompt").fill("Parliament met today.")
+    page.get_by_role("button", name="Show code").click()
+    curl = page.get_by_test_id("code-curl").inner_text()
+    assert f"/models/v2/{ZERO_SHOT}" in curl and '"candidate_labels":["sports","politics"]' in curl
+    expect(page.get_by_test_id("code-bytez")).to_contain_text('"candidate_labels": [')
+    expect(page.get_by_test_id("code-openai")).to_contain_text(
+        "The OpenAI SDK has no call for zero-shot-classification"
+    )
 
 
 def test_task_outputs_are_drawn_as_widgets_with_their_text_as_text(console: Platform, page: Page) -> None:
@@ -487,6 +495,8 @@ def test_a_generated_image_is_fetched_with_the_key_and_shown(platform_factory: P
         say(page, "a lighthouse at night")
         generated = page.get_by_test_id("media").locator("img.generated")
         expect(generated).to_be_visible(timeout=15_000)
+        page.get_by_role("button", name="Show code").click()
+        expect(page.get_by_test_id("code-openai")).to_contain_text('client.images.generate(model="openai/dall-e-3"')
         assert generated.evaluate("img => img.naturalWidth > 0 && img.src.startsWith('blob:')")
 
 

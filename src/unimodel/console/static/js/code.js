@@ -93,3 +93,58 @@ export function embeddingSnippets(origin, call) {
   ].join("\n");
   return { curl, bytez, openai };
 }
+
+const OPENAI_MEDIA = {
+  "text-to-image": (model, text) => [`out = client.images.generate(model=${JSON.stringify(model)}, prompt=${py(text)})`, "print(out.data[0].url or out.data[0].b64_json[:40])"],
+  "text-to-speech": (model, text) => [
+    `speech = client.audio.speech.create(model=${JSON.stringify(model)}, voice="alloy", input=${py(text)})`,
+    'open("speech.mp3", "wb").write(speech.content)',
+  ],
+  "automatic-speech-recognition": (model) => [
+    `out = client.audio.transcriptions.create(model=${JSON.stringify(model)}, file=open("audio.mp3", "rb"))`,
+    "print(out.text)",
+  ],
+};
+
+/** The same three for a v2 run of any other task: `call` is {model, task, body, closed}; a data URI the page made
+ *  from a file is shown as a placeholder. */
+export function runSnippets(origin, call) {
+  const body = { ...call.body };
+  if (typeof body.url === "string" && body.url.startsWith("data:")) body.url = "data:<your file as a data URI>";
+  const curl = [
+    `curl -s ${origin}/models/v2/${call.model} \\`,
+    `  -H "authorization: Bearer $UNIMODEL_KEY" \\`,
+    call.closed ? `  -H "provider-key: $PROVIDER_KEY" \\` : null,
+    `  -H 'content-type: application/json' \\`,
+    `  -d ${shq(JSON.stringify(body))}`,
+  ]
+    .filter((line) => line !== null)
+    .join("\n");
+  const input = body.url ?? body.input ?? "";
+  const extra = Object.fromEntries(Object.entries(body).filter(([k]) => !["url", "input", "params"].includes(k)));
+  const bytez = [
+    "import os",
+    "from bytez import Bytez",
+    "",
+    `sdk = Bytez(os.environ["UNIMODEL_KEY"], dev=True)`,
+    call.closed
+      ? `model = sdk.model(${JSON.stringify(call.model)}, provider_key=os.environ["PROVIDER_KEY"])`
+      : `model = sdk.model(${JSON.stringify(call.model)})`,
+    Object.keys(extra).length
+      ? `print(model.run(${py({ ...(body.url ? { url: input } : { text: input }), ...extra })}).output)`
+      : `print(model.run(${py(input)}).output)`,
+  ].join("\n");
+  const media = OPENAI_MEDIA[call.task];
+  const openai = media
+    ? [
+        "import os",
+        "from openai import OpenAI",
+        "",
+        `client = OpenAI(base_url="${origin}/v1", api_key=os.environ["UNIMODEL_KEY"]${
+          call.closed ? `, default_headers={"provider-key": os.environ["PROVIDER_KEY"]}` : ""
+        })`,
+        ...media(call.model, String(input)),
+      ].join("\n")
+    : `# The OpenAI SDK has no call for ${call.task}: use the v2 API (curl or the Bytez SDK above).`;
+  return { curl, bytez, openai };
+}

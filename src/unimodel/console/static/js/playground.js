@@ -3,7 +3,7 @@
 // Provider keys typed here stay in this tab's session storage and show as "set", never as their value.
 
 import { ApiError, call, session, streamEvents, v2 } from "./api.js";
-import { chatSnippets, embeddingSnippets } from "./code.js";
+import { chatSnippets, embeddingSnippets, runSnippets } from "./code.js";
 import { append, clear, errorBox, field, h, notice } from "./dom.js";
 import { inputsOf, outputView, runBody } from "./tasks.js";
 
@@ -424,6 +424,11 @@ export async function render(main) {
     try {
       if (EMBEDDING_TASKS.has(model.task)) {
         snippets = embeddingSnippets(location.origin, { model: model.id, input: text.split("\n").filter(Boolean), closed: model.closed });
+      } else if (!CHAT_TASKS.has(model.task)) {
+        const labelled = labels.value.split(",").map((s) => s.trim()).filter(Boolean);
+        const mediaUrl = inputsOf(model.task).media ? "data:" : null; // the file itself is not put in the code
+        const body = runBody(model.task, { text, mediaUrl, labels: labelled });
+        snippets = runSnippets(location.origin, { model: model.id, task: model.task, body, closed: model.closed });
       } else {
         const history = panes[0] ? panes[0].history : [];
         const messages = [
