@@ -364,11 +364,69 @@ def test_remote_code_repo_is_refused() -> None:
 
 
 def test_unsupported_library_is_refused_naming_it() -> None:
-    files = {"model_index.json": 600, "unet/diffusion_pytorch_model.safetensors": 3 * GB}
-    error = refused(hub_info("stabilityai/sdxl-turbo", files, library_name="diffusers", pipeline_tag="text-to-image"))
+    files = {"config.json": 700, "model.safetensors": 20 * MB}
+    error = refused(hub_info("timm/resnet18.a1_in1k", files, library_name="timm", pipeline_tag="image-classification"))
     assert (error.status, error.code) == (400, "unsupported_model")
-    assert error.message.startswith("'stabilityai/sdxl-turbo' cannot run here: it is a 'diffusers' model.")
-    assert "GGUF repos on llama.cpp and transformers / sentence-transformers repos" in error.message
+    assert error.message.startswith("'timm/resnet18.a1_in1k' cannot run here: it is a 'timm' model.")
+    assert "GGUF repos on llama.cpp, transformers / sentence-transformers repos" in error.message
+    assert "diffusers pipelines (model_index.json) on the diffusers engine" in error.message
+
+
+SD_TURBO = {
+    "README.md": 4_000,
+    "model_index.json": 600,
+    "sd_turbo.safetensors": 5 * GB,  # a single-file checkpoint at the root: never pulled
+    "unet/config.json": 1_800,
+    "unet/diffusion_pytorch_model.safetensors": 3_400 * MB,
+    "unet/diffusion_pytorch_model.fp16.safetensors": 1_700 * MB,
+    "vae/config.json": 700,
+    "vae/diffusion_pytorch_model.safetensors": 330 * MB,
+    "vae/diffusion_pytorch_model.bin": 330 * MB,
+    "text_encoder/config.json": 600,
+    "text_encoder/model.safetensors": 1_360 * MB,
+    "text_encoder/model.fp16.safetensors": 680 * MB,
+    "tokenizer/merges.txt": 520_000,
+    "tokenizer/vocab.json": 1_000_000,
+    "tokenizer/special_tokens_map.json": 400,
+    "tokenizer/tokenizer_config.json": 700,
+    "scheduler/scheduler_config.json": 500,
+}
+
+
+def test_a_diffusers_pipeline_runs_text_to_image_on_the_diffusers_engine() -> None:
+    info = hub_info("stabilityai/sd-turbo", SD_TURBO, library_name="diffusers", pipeline_tag="text-to-image")
+    plan = plan_pull(info, policy=POLICY)
+    assert (plan.task, plan.engine, plan.library, plan.entry) == ("text-to-image", "diffusers", "diffusers", None)
+    assert plan.names == (
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    )
+    assert plan.why == "a diffusers pipeline (safetensors)"
+
+
+def test_diffusers_pipelines_it_cannot_run_are_refused_saying_why() -> None:
+    other_task = hub_info("acme/inpaint", SD_TURBO, library_name="diffusers", pipeline_tag="image-to-image")
+    assert "its task 'image-to-image' is not one the diffusers engine serves" in refused(other_task).message
+    assert "It serves: text-to-image." in refused(other_task).message
+    fp16_only = {k: v for k, v in SD_TURBO.items() if k != "unet/diffusion_pytorch_model.safetensors"}
+    error = refused(hub_info("acme/fp16", fp16_only, library_name="diffusers", pipeline_tag="text-to-image"))
+    assert "no PyTorch weights" in error.message and "for unet/" in error.message
+    code = {**SD_TURBO, "pipeline.py": 9_000}
+    error = refused(hub_info("acme/custom-pipe", code, library_name="diffusers", pipeline_tag="text-to-image"))
+    assert "its own Python code" in error.message
+    single = {"sd_xl_base_1.0.safetensors": 6 * GB}
+    error = refused(hub_info("acme/single", single, library_name="diffusers", pipeline_tag="text-to-image"))
+    assert "without a model_index.json" in error.message
 
 
 def test_task_no_engine_serves_is_refused_listing_the_supported_ones() -> None:

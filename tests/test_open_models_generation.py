@@ -22,6 +22,7 @@ from bytez import Bytez
 from unimodel.config import Settings
 from unimodel.gateway import create_app
 
+from .fakes.hf_hub import FakeHub
 from .fakes.server import LiveServer
 from .worker_generation_models import generation_models
 
@@ -179,3 +180,38 @@ def test_bad_runs_are_400s_naming_the_field_and_the_instance_survives(gateway: L
     assert r.status_code == 200 and r.json()["output"].startswith(gateway.url + "/models/v2/media/")
     r = httpx.post(f"{gateway.url}/models/v2/{SPEAKER}", json={"input": "still here"}, timeout=180)
     assert r.status_code == 200 and r.json()["error"] is None
+
+
+def test_generators_pulled_by_name_take_task_and_engine_from_the_hub(
+    generation_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A diffusers repo (model_index.json) runs on the diffusers engine and a VITS repo on transformers, each for
+    its pipeline_tag, pulled from a (fake) Hub on first use."""
+    monkeypatch.delenv("UNIMODEL_HUB__OFFLINE", raising=False)
+    fake = FakeHub()
+    fake.add_folder(
+        "acme/tiny-sd", generation_models["text-to-image"], library_name="diffusers", pipeline_tag="text-to-image"
+    )
+    fake.add_folder(
+        "acme/tiny-vits",
+        generation_models["text-to-speech"],
+        library_name="transformers",
+        pipeline_tag="text-to-speech",
+    )
+    with LiveServer(fake.app) as hub:
+        settings = Settings(
+            hub={"endpoint": hub.url, "cache_dir": str(tmp_path / "cache"), "offline": False},
+            runtime={"default_models": False, "log_dir": str(tmp_path / "logs")},
+            store={"data_dir": str(tmp_path / "data")},
+        )
+        live = LiveServer(create_app(settings)).start()
+        try:
+            image = bytez(live).model("acme/tiny-sd").run("a cat", {**FAST, "width": 32, "height": 32})
+            assert image.error is None, image.error
+            assert png_size(httpx.get(image.output).content) == (32, 32)
+            speech = client(live).audio.speech.create(model="acme/tiny-vits", voice="alloy", input="hello")
+            assert wav_rate(speech.content) == 16000
+            listed = {m["modelId"]: m["task"] for m in bytez(live).list.models().output}
+            assert listed["acme/tiny-sd"] == "text-to-image" and listed["acme/tiny-vits"] == "text-to-speech"
+        finally:
+            live.stop(timeout_s=30)

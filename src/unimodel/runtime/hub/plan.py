@@ -15,6 +15,12 @@ one, else `chat` when the GGUF carries a chat template (or the Hub tags the repo
 `sentence_bert_config.json`) run `feature-extraction` on the transformers engine, with the module folders
 (`1_Pooling/`, `2_Dense/`, …).
 
+**diffusers repos** (a `model_index.json`) run on the diffusers engine, for the repo's `pipeline_tag` when the
+engine serves it (text-to-image): `model_index.json`, and in each component folder (`unet/`, `vae/`,
+`text_encoder/`, `tokenizer/`, `scheduler/` …) its configuration files and ONE weight format, as for transformers
+(`diffusion_pytorch_model.safetensors` or `model.safetensors`, their shards, else the `.bin`); never the `.fp16`/
+`.non_ema` variants, nor the root's single-file checkpoints.
+
 **transformers repos** (library `transformers`, or none and a `config.json`) run on the transformers engine,
 for the repo's `pipeline_tag` when the engine serves that task; without one, the task follows
 `config.architectures` (`*ForCausalLM`/`*LMHeadModel` → text-generation, `*ForMaskedLM` → fill-mask,
@@ -29,7 +35,7 @@ format — `model.safetensors` (or its index and `model-0000i-of-0000n.safetenso
 `pytorch_model.bin` (or its index and shards). Never both, never other folders (onnx/, openvino/,
 original/ …), never ONNX, TensorFlow, Flax, Rust, GGUF, Python files, images or READMEs.
 
-Refused with a 400 `unsupported_model`: another library (diffusers, timm, peft, mlx, …), a task no engine
+Refused with a 400 `unsupported_model`: another library (timm, peft, mlx, …), a task no engine
 serves, a repo that needs remote code (`auto_map` in its config, or the Hub's `custom_code` tag: unimodel never
 runs a repo's Python), no PyTorch weights. With a 403: an id no pattern of `[hub] allow` matches
 (`model_not_allowed`), files larger together than `[hub] max_download_gb` (`model_too_large`).
@@ -48,7 +54,7 @@ from ...protocol.model_ids import check_model_id
 from .errors import unsupported_model
 from .info import HubFile, RepoInfo
 
-Engine = Literal["llama.cpp", "transformers"]
+Engine = Literal["llama.cpp", "transformers", "diffusers"]
 
 EMBEDDING_PIPELINES = frozenset({"feature-extraction", "sentence-similarity"})
 _SEQ2SEQ_TYPES = frozenset({
@@ -75,6 +81,18 @@ _WEIGHTS = {
         re.compile(r"model-\d{5}-of-\d{5}\.safetensors"),
     ),
     "bin": ("pytorch_model.bin", "pytorch_model.bin.index.json", re.compile(r"pytorch_model-\d{5}-of-\d{5}\.bin")),
+}
+_DIFFUSERS_WEIGHTS = {
+    "safetensors": (
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+        re.compile(r"diffusion_pytorch_model-\d{5}-of-\d{5}\.safetensors"),
+    ),
+    "bin": (
+        "diffusion_pytorch_model.bin",
+        "diffusion_pytorch_model.bin.index.json",
+        re.compile(r"diffusion_pytorch_model-\d{5}-of-\d{5}\.bin"),
+    ),
 }
 # Files the engines never read: other formats' weights, code, docs, media, training leftovers.
 _SKIP_SUFFIXES = (
@@ -203,7 +221,7 @@ def plan_pull(info: RepoInfo, *, revision: str = "main", file: str | None = None
                 f"'file' chooses among the .gguf files of a GGUF repo; '{info.id}' has none. Leave 'file' out.",
                 param="file",
             )
-        plan = _plan_transformers(info, revision)
+        plan = _plan_diffusers(info, revision) if _is_diffusers(info) else _plan_transformers(info, revision)
     _check_size(plan, policy.max_download_bytes)
     return plan
 
@@ -427,11 +445,13 @@ def _transformers_files(info: RepoInfo, sentence: bool) -> tuple[PlannedFile, ..
     return tuple(PlannedFile(f.name, f.size, f.etag) for f in sorted(chosen, key=lambda f: f.name))
 
 
-def _weights(files: Iterable[HubFile], folder: str) -> set[HubFile]:
+def _weights(
+    files: Iterable[HubFile], folder: str, table: dict[str, tuple[str, str, re.Pattern[str]]] = _WEIGHTS
+) -> set[HubFile]:
     """The weight files of one folder in one format: safetensors when it has them, else .bin."""
     prefix = f"{folder}/" if folder else ""
     by_name = {f.name[len(prefix) :]: f for f in files}
-    for single, index, shard in _WEIGHTS.values():
+    for single, index, shard in table.values():
         if index in by_name:
             return {by_name[index], *(f for n, f in by_name.items() if shard.fullmatch(n))}
         if single in by_name:
@@ -456,6 +476,73 @@ def _weight_format(files: Iterable[PlannedFile]) -> str:
     fmt = "safetensors" if any(n.endswith(".safetensors") for n in names) else ".bin"
     shards = sum(1 for n in names if re.search(r"-\d{5}-of-\d{5}\.", n))
     return f"{fmt}, {shards} shards" if shards else fmt
+
+
+# --- diffusers ----------------------------------------------------------------------------------------------
+
+
+def _is_diffusers(info: RepoInfo) -> bool:
+    return "model_index.json" in info.names or info.library_name == "diffusers"
+
+
+def _plan_diffusers(info: RepoInfo, revision: str) -> Plan:
+    if "model_index.json" not in info.names:
+        raise unsupported_model(
+            info.id,
+            "it is a 'diffusers' model without a model_index.json (a single-file checkpoint)",
+            _SUPPORTED_LIBRARIES,
+        )
+    if "custom_code" in info.tags or any(n.endswith(".py") for n in info.names):
+        raise unsupported_model(
+            info.id,
+            "its diffusers pipeline comes with its own Python code, and unimodel never runs code from a repo",
+            "Choose a pipeline whose classes diffusers ships.",
+        )
+    supported = engine_tasks("diffusers")
+    task = info.pipeline_tag
+    if task not in supported:
+        said = f"its task '{task}' is" if task else "the Hub gives it no task, which"
+        raise unsupported_model(
+            info.id, f"{said} not one the diffusers engine serves", f"It serves: {_listed(supported)}."
+        )
+    files = _diffusers_files(info)
+    return Plan(
+        repo_id=info.id,
+        revision=revision,
+        commit=info.sha,
+        task=task,
+        engine="diffusers",
+        library="diffusers",
+        files=files,
+        entry=None,
+        why=f"a diffusers pipeline ({_weight_format(files)})",
+    )
+
+
+def _diffusers_files(info: RepoInfo) -> tuple[PlannedFile, ...]:
+    folders: dict[str, list[HubFile]] = {}
+    for f in info.files:
+        folder, _, _ = f.name.rpartition("/")
+        if "/" not in folder:  # the root and the component folders, not deeper
+            folders.setdefault(folder, []).append(f)
+    chosen = [f for f in folders.get("", []) if f.name == "model_index.json"]
+    missing = []
+    for folder, files in folders.items():
+        if not folder:
+            continue
+        weights = _weights(files, folder, _DIFFUSERS_WEIGHTS) or _weights(files, folder)
+        configs = [f for f in files if _wanted(f.name.rpartition("/")[2])]
+        if not weights and any(f.name.endswith("/config.json") for f in configs):
+            missing.append(folder)
+        chosen += [*weights, *configs]
+    if missing or not any(_is_weight(f.name) or "diffusion_pytorch_model" in f.name for f in chosen):
+        where = ", ".join(f"{m}/" for m in sorted(missing)) or "any component"
+        raise unsupported_model(
+            info.id,
+            f"its diffusers pipeline has no PyTorch weights (safetensors or .bin, not a variant such as fp16) for {where}",
+            "Look for a version of it with full-precision safetensors in each component folder.",
+        )
+    return tuple(PlannedFile(f.name, f.size, f.etag) for f in sorted(chosen, key=lambda f: f.name))
 
 
 # --- size ---------------------------------------------------------------------------------------------------
@@ -493,5 +580,6 @@ def _listed(tasks: Iterable[str]) -> str:
 
 
 _SUPPORTED_LIBRARIES = (
-    "unimodel runs GGUF repos on llama.cpp and transformers / sentence-transformers repos on the transformers engine."
+    "unimodel runs GGUF repos on llama.cpp, transformers / sentence-transformers repos on the transformers engine "
+    "and diffusers pipelines (model_index.json) on the diffusers engine."
 )
