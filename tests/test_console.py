@@ -20,7 +20,7 @@ from unimodel.store.views import RECORD_FIELDS
 
 from .browser import browser_fixture, page_fixture, shot  # noqa: F401  (fixtures)
 from .conftest import OPENAI_KEY, Fake
-from .fakes.openai_media_fake import create_media_app
+from .fakes.openai_media_fake import create_media_app, wav
 from .fakes.script import FakeReply
 from .fakes.server import LiveServer
 from .platform_helpers import OPEN_CHAT, Platform, PlatformFactory
@@ -495,9 +495,34 @@ def test_a_generated_image_is_fetched_with_the_key_and_shown(platform_factory: P
         say(page, "a lighthouse at night")
         generated = page.get_by_test_id("media").locator("img.generated")
         expect(generated).to_be_visible(timeout=15_000)
+        assert generated.evaluate("img => img.naturalWidth > 0 && img.src.startsWith('blob:')")
         page.get_by_role("button", name="Show code").click()
         expect(page.get_by_test_id("code-openai")).to_contain_text('client.images.generate(model="openai/dall-e-3"')
-        assert generated.evaluate("img => img.naturalWidth > 0 && img.src.startsWith('blob:')")
+
+
+def test_speech_is_played_and_an_uploaded_recording_transcribed(
+    platform_factory: PlatformFactory, page: Page, tmp_path: Path
+) -> None:
+    recording = tmp_path / "hello.wav"
+    recording.write_bytes(wav(b"\x00\x10" * 8000))  # half a second of a quiet tone
+    with LiveServer(create_media_app(api_key=OPENAI_KEY)) as media:
+        console = platform_factory(
+            models=MODELS, providers={"openai": {"max_retries": 0, "base_url": media.url + "/v1"}}
+        )
+        sign_in(page, console)
+        pick(page, "openai/tts-1")
+        set_openai_key(page)
+        say(page, "Hello from the console")
+        player = page.get_by_test_id("media").locator("audio")
+        expect(player).to_have_count(1)
+        assert player.evaluate("a => a.src.startsWith('blob:')")
+        pick(page, "openai/whisper-1")
+        expect(page.get_by_label("Audio file")).to_be_visible()
+        page.get_by_label("Audio file").set_input_files(str(recording))
+        page.get_by_test_id("send").click()
+        expect(page.locator(".msg.user audio")).to_have_count(1)  # what was sent, playable
+        expect(page.get_by_test_id("answer").last).not_to_be_empty()
+        assert page.get_by_role("alert").count() == 0
 
 
 def test_the_csv_export_quotes_what_a_spreadsheet_would_run(console: Platform, page: Page) -> None:
