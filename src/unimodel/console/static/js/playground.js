@@ -142,7 +142,8 @@ export async function render(main) {
             field(
               `${provider} provider key`,
               input,
-              "Optional when your gateway key or the server holds one. Kept in this tab; sent as provider-key.",
+              "Optional when your gateway key or the server holds one. Kept in this tab; sent as provider-key. " +
+                "To keep it on a gateway key instead, store it there under Keys & usage (an admin key).",
             ),
             h("button", { type: "submit", class: "secondary" }, "Set"),
           ),
