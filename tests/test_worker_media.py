@@ -32,6 +32,7 @@ TASKS = [
     "depth-estimation",
     "image-feature-extraction",
     "image-to-text",
+    "image-to-text:vit-gpt2",
     "visual-question-answering",
     "document-question-answering",
     "automatic-speech-recognition",
@@ -42,11 +43,18 @@ TASKS = [
 
 @pytest.fixture(scope="module")
 def workers(media_models: dict[str, Path]) -> Iterator[dict[str, WorkerProcess]]:
-    started = {
-        task: WorkerProcess(
-            "--engine", "transformers", "--task", task, "--model-id", f"tiny/{task}", "--path", str(media_models[task])
+    started = {  # "task:variant" is the task with another model
+        name: WorkerProcess(
+            "--engine",
+            "transformers",
+            "--task",
+            name.partition(":")[0],
+            "--model-id",
+            f"tiny/{name}",
+            "--path",
+            str(media_models[name]),
         )
-        for task in TASKS
+        for name in TASKS
     }
     try:
         for worker in started.values():  # all at once: their start-up is mostly importing torch
@@ -145,6 +153,15 @@ def test_image_to_text_gives_a_caption_and_honours_max_new_tokens(workers: dict[
     assert len(caption.split()) <= 3
     bad = run(workers["image-to-text"], {"base64": b64(png()), "params": {"top_k": "x"}}, 400)
     assert bad["param"] == "top_k"
+
+
+def test_image_to_text_serves_a_vision_encoder_decoder_without_a_processor_class(
+    workers: dict[str, WorkerProcess],
+) -> None:
+    caption = run(
+        workers["image-to-text:vit-gpt2"], {"input": data_uri(png(), "image/png"), "params": {"max_new_tokens": 4}}
+    )
+    assert isinstance(caption, str) and len(caption.split()) <= 4
 
 
 def test_visual_question_answering_answers_the_question(workers: dict[str, WorkerProcess]) -> None:

@@ -208,11 +208,41 @@ def build_vision(root: Path) -> dict[str, Path]:
     caption = tf.BlipForConditionalGeneration(blip)
     caption.generation_config.max_length = 8
     folders["image-to-text"] = _save(root / "image-to-text", caption, blip_proc)
+    folders["image-to-text:vit-gpt2"] = _build_vit_gpt2(root / "image-to-text-vit-gpt2")
     folders["document-question-answering"] = _build_donut(root / "document-question-answering")
     vqa = tf.BlipForQuestionAnswering(blip)
     vqa.generation_config.max_length = 8
     folders["visual-question-answering"] = _save(root / "visual-question-answering", vqa, blip_proc)
     return folders
+
+
+def _build_vit_gpt2(folder: Path) -> Path:
+    """A tiny ViT + GPT-2 VisionEncoderDecoder captioner, saved as such models are: an image processor and a
+    tokenizer, no processor class."""
+    import transformers as tf
+
+    from .worker_tiny_models import _word_tokenizer
+
+    tokenizer = _word_tokenizer(seq2seq=False)
+    decoder = tf.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        add_cross_attention=True,
+        is_decoder=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = tf.VisionEncoderDecoderConfig.from_encoder_decoder_configs(_vit(), decoder)
+    config.decoder_start_token_id = tokenizer.bos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    model = tf.VisionEncoderDecoderModel(config=config)
+    model.generation_config.decoder_start_token_id = tokenizer.bos_token_id
+    return _save(folder, model, _image_processor(tf.ViTImageProcessor), tokenizer)
 
 
 def _build_donut(folder: Path) -> Path:

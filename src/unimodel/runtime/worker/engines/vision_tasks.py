@@ -93,6 +93,11 @@ def _load_vision_to_text(auto_names: tuple[str, ...]) -> Any:
 
         remote = bool(kwargs.get("trust_remote_code", False))
         processor = tf.AutoProcessor.from_pretrained(source, trust_remote_code=remote)  # type: ignore[no-untyped-call]
+        if getattr(processor, "tokenizer", None) is None:  # no processor class (a VisionEncoderDecoder captioner):
+            processor = _ImageAndTokenizer(  # AutoProcessor gave the tokenizer or the image processor alone
+                tf.AutoImageProcessor.from_pretrained(source, trust_remote_code=remote),
+                tf.AutoTokenizer.from_pretrained(source, trust_remote_code=remote),
+            )
         problems: list[str] = []
         for name in auto_names:
             try:
@@ -102,6 +107,22 @@ def _load_vision_to_text(auto_names: tuple[str, ...]) -> Any:
         raise ValueError("; ".join(problems))
 
     return load
+
+
+class _ImageAndTokenizer:
+    """An image processor and a tokenizer called as one processor (models saved without a processor class)."""
+
+    def __init__(self, images: Any, tokenizer: Any) -> None:
+        self.images, self.tokenizer = images, tokenizer
+
+    def __call__(self, images: Any, text: str | None, return_tensors: str) -> dict[str, Any]:
+        inputs = dict(self.images(images=images, return_tensors=return_tensors))
+        if text is not None:
+            inputs.update(self.tokenizer(text, return_tensors=return_tensors))
+        return inputs
+
+    def decode(self, ids: Any, skip_special_tokens: bool) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens))
 
 
 def _generate_about(handle: tuple[Any, Any], image: Any, prompt: str | None, options: dict[str, Any]) -> str:
