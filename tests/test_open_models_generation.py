@@ -19,8 +19,9 @@ import openai
 import pytest
 from bytez import Bytez
 
-from unimodel.config import Settings
+from unimodel.config import Settings, StoreConfig
 from unimodel.gateway import create_app
+from unimodel.store import Store
 
 from .fakes.hf_hub import FakeHub
 from .fakes.server import LiveServer
@@ -215,3 +216,40 @@ def test_generators_pulled_by_name_take_task_and_engine_from_the_hub(
             assert listed["acme/tiny-sd"] == "text-to-image" and listed["acme/tiny-vits"] == "text-to-speech"
         finally:
             live.stop(timeout_s=30)
+
+
+def test_generated_media_belongs_to_the_key_that_made_it(generation_models: dict[str, Path], tmp_path: Path) -> None:
+    settings = Settings(
+        auth={"mode": "keys", "cache_ttl_s": 0.2},
+        models=[
+            {
+                "id": IMAGER,
+                "task": "text-to-image",
+                "engine": "diffusers",
+                "path": str(generation_models["text-to-image"]),
+            }
+        ],
+        runtime={"default_models": False, "log_dir": str(tmp_path / "logs")},
+    )
+    settings.store = StoreConfig(data_dir=str(tmp_path / "data"))  # this test's own store
+    store = Store.open(settings.store)
+    mine, theirs = (store.create_key(name).secret for name in ("mine", "theirs"))
+    live = LiveServer(create_app(settings, store=store)).start()
+    try:
+        as_mine = {"authorization": f"Key {mine}"}
+        r = httpx.post(
+            f"{live.url}/models/v2/{IMAGER}", json={"input": "mine", "params": FAST}, headers=as_mine, timeout=180
+        )
+        assert r.status_code == 200, r.text
+        url = r.json()["output"]
+        assert png_size(httpx.get(url, headers=as_mine).content) == (64, 64)
+        assert httpx.get(url, headers={"authorization": f"Key {theirs}"}).status_code == 404
+        assert httpx.get(url).status_code == 401
+        made = openai.OpenAI(base_url=live.url + "/v1", api_key=mine, max_retries=0, timeout=180).images.generate(
+            model=IMAGER, prompt="mine too", extra_body=FAST
+        )
+        assert made.data is not None and made.data[0].url is not None
+        assert httpx.get(made.data[0].url, headers={"authorization": f"Key {theirs}"}).status_code == 404
+        assert httpx.get(made.data[0].url, headers={"authorization": f"Bearer {mine}"}).status_code == 200
+    finally:
+        live.stop(timeout_s=30)
