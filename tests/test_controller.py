@@ -419,7 +419,9 @@ def test_the_backend_is_chosen_by_name_and_an_unknown_name_is_a_config_error(tmp
     settings = load_settings(path)
     assert settings.runtime.backend == "container" and settings.models[0].backend == "local"
     path.write_text('[runtime]\nbackend = "ray"\n')
-    with pytest.raises(ConfigError, match=r"runtime.backend: Input should be 'local' or 'container'"):
+    assert load_settings(path).runtime.backend == "ray"
+    path.write_text('[runtime]\nbackend = "kubernetes"\n')
+    with pytest.raises(ConfigError, match=r"runtime.backend: Input should be 'local', 'container' or 'ray'"):
         load_settings(path)
     assert RuntimeConfig().backend == "local"
 
