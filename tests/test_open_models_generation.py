@@ -141,7 +141,7 @@ def test_speech_from_an_open_model_as_a_url_and_through_the_openai_sdk(gateway: 
 
 def test_the_openai_sdk_generates_images_with_an_open_model(gateway: LiveServer) -> None:
     sdk = client(gateway)
-    as_url = sdk.images.generate(model=IMAGER, prompt="a red square", size="32x32", extra_body=FAST)
+    as_url = sdk.images.generate(model=IMAGER, prompt="a red square", size="32x32", user="u-1", extra_body=FAST)
     assert as_url.data is not None and len(as_url.data) == 1 and as_url.data[0].url is not None
     assert png_size(httpx.get(as_url.data[0].url).content) == (32, 32)
     inline = sdk.images.generate(

@@ -9,15 +9,31 @@
                     `speed` and `instructions` have no open-model equivalent and are refused
 
 The instance answers the media's bytes (runtime/service.py GeneratedMedia).
+
+    automatic-speech-recognition  TranscriptionRequest → `{base64, params}` (the upload's bytes, decoded by the
+                    instance: wav, flac, ogg, mp3 …); the transcript comes back as `json` `{"text"}` or `text`;
+                    `language`, `prompt`, `temperature`, timestamps and the subtitle formats have no open-model
+                    equivalent here and are refused, naming the field
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from typing import Any
 
-from ..protocol import GeneratedImage, ImageRequest, ImageResult, InvalidRequest, SpeechRequest
+from pydantic_core import to_json
+
+from ..protocol import (
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    InvalidRequest,
+    SpeechRequest,
+    TranscriptionRequest,
+    TranscriptionResult,
+)
 from ..runtime.service import GeneratedMedia
 
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
@@ -34,6 +50,7 @@ def image_run_bodies(request: ImageRequest) -> list[dict[str, Any]]:
                 param=name,
             )
     params = dict(request.extra)
+    params.pop("user", None)  # OpenAI's end-user id, for its abuse monitoring: nothing to an open model
     if request.size is not None and request.size != "auto":
         found = _SIZE.fullmatch(request.size)
         if found is None:
@@ -72,3 +89,31 @@ def speech_run_body(request: SpeechRequest) -> dict[str, Any]:
         if value is not None:
             raise InvalidRequest(f"{name}: an open text-to-speech model takes no {name}; leave it out.", param=name)
     return {"text": request.input, "params": dict(request.extra)}
+
+
+def transcription_run_body(request: TranscriptionRequest) -> dict[str, Any]:
+    """The upload as an open speech recogniser's run body; what it cannot honour is a 400 naming the field."""
+    if request.response_format not in (None, "json", "text"):
+        raise InvalidRequest(
+            f"response_format: an open speech recognition model answers json or text, not {request.response_format}.",
+            param="response_format",
+        )
+    given = (
+        ("language", request.language),
+        ("prompt", request.prompt),
+        ("temperature", request.temperature),
+        ("timestamp_granularities", request.timestamp_granularities or None),
+    )
+    for name, value in given:
+        if value is not None:
+            raise InvalidRequest(
+                f"{name}: an open speech recognition model takes no {name} here; leave it out.", param=name
+            )
+    return {"base64": base64.b64encode(request.audio.data).decode("ascii"), "params": dict(request.extra)}
+
+
+def transcription_result(request: TranscriptionRequest, output: Any) -> TranscriptionResult:
+    text = output if isinstance(output, str) else str(output)
+    if request.response_format == "text":
+        return TranscriptionResult(text, text.encode(), "text/plain; charset=utf-8")
+    return TranscriptionResult(text, to_json({"text": text}), "application/json")
