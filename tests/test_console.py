@@ -89,6 +89,8 @@ def test_console_files_load_without_a_key_while_its_apis_need_one(console: Platf
     assert httpx.get(console.url + "/").json()["name"] == "unimodel"  # API clients still get JSON
     assert httpx.get(console.url + "/console/no-such-file.js").status_code == 404
     assert httpx.get(console.url + "/models/v2/list/models").status_code == 401  # every API call needs a key
+    bad = httpx.get(console.url + "/models/v2/list/clusters", params={"history": "maybe"}, headers=console.admin)
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_request") and "history" in bad.json()["error"]
 
 
 def test_a_wrong_key_is_refused_with_a_clear_message(console: Platform, page: Page) -> None:
@@ -268,6 +270,14 @@ def test_the_cluster_view_shows_an_instance_under_load_and_its_leaving_after_the
     cluster = httpx.get(console.url + f"/models/v2/{OPEN_CHAT}", headers=console.admin).json()["output"]
     assert (cluster["inFlight"], cluster["queueDepth"], cluster["coldStarts"]) == (0, 0, 1)
     assert cluster["lastStartS"] > 0 and [d["reason"] for d in cluster["decisions"]] == ["cold start", "scale to zero"]
+    rows = httpx.get(console.url + f"/models/v2/{OPEN_CHAT}", params={"history": "1"}, headers=console.admin).json()[
+        "output"
+    ]["history"]
+    assert rows["fields"] == ["time", "ready", "starting", "draining", "inFlight", "queueDepth"]
+    assert max(r[1] for r in rows["rows"]) == 1 and max(r[4] for r in rows["rows"]) == 1 and rows["rows"][-1][1] == 0
+    page.reload()  # a new visit's chart starts with the last minutes, not empty
+    chart = page.locator(f'section.cluster[data-model="{OPEN_CHAT}"]').get_by_test_id("cluster-chart")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^([2-9]\d|\d{3})$"))
     latency = cluster["latency"]
     assert latency["requests"] == 3 and 1.2 <= latency["serviceP50S"] <= latency["serviceP99S"] < 5
     assert 0 <= latency["waitP50S"] <= latency["waitP99S"]

@@ -23,7 +23,7 @@ from ..frontends import bytez_v2
 from ..frontends.wire import invalid_request
 from ..protocol import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from ..protocol.model_ids import check_model_id
-from ..runtime.deployment import Deployment
+from ..runtime.deployment import HISTORY_FIELDS, Deployment
 from ..runtime.lease import Replica
 from . import dispatch
 from .context import RequestContext, context
@@ -119,8 +119,9 @@ def replica_view(replica: Replica) -> dict[str, Any]:
     }
 
 
-def cluster_status(deployment: Deployment) -> dict[str, Any]:
-    """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`)."""
+def cluster_status(deployment: Deployment, history: bool = False) -> dict[str, Any]:
+    """The cluster status of PROTOCOL.md (`GET /models/v2/{modelId}`); with `history` (`?history=1`) also the last
+    ten minutes, one row per autoscaler tick: `{"fields": [time (Unix seconds), ready, …], "rows": [[…], …]}`."""
     by_state = deployment.instances_by_state()
     download = deployment.download()
     if not deployment.is_on:
@@ -163,7 +164,15 @@ def cluster_status(deployment: Deployment) -> dict[str, Any]:
         **({"placements": placements} if placements else {}),  # where each runs (a Ray node, its resources)
         **({"pending": pending} if pending is not None else {}),  # why an instance waits for a place to run
         **({"error": deployment.last_failure} if status == "failed" else {}),
+        **({"history": {"fields": HISTORY_FIELDS, "rows": list(deployment.history)}} if history else {}),
     }
+
+
+def wants_history(request: Request) -> bool:
+    value = request.query_params.get("history", "")
+    if value not in ("", "0", "1", "false", "true"):
+        raise InvalidRequest("history: 1 (or true) to include the last minutes, else 0.", param="history")
+    return value in ("1", "true")
 
 
 def routes(gateway: Gateway) -> list[Route]:
@@ -231,7 +240,7 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @v2
     async def get_cluster(request: Request) -> Response:
-        return _envelope(cluster_status(await deployment(request)))
+        return _envelope(cluster_status(await deployment(request), wants_history(request)))
 
     @v2
     async def delete_cluster(request: Request) -> Response:
@@ -241,7 +250,8 @@ def routes(gateway: Gateway) -> list[Route]:
 
     @v2
     async def list_clusters(request: Request) -> Response:
-        return _envelope([cluster_status(d) for d in gateway.open.controller.deployments.values()])
+        history = wants_history(request)
+        return _envelope([cluster_status(d, history) for d in gateway.open.controller.deployments.values()])
 
     return [
         Route("/models/v2/list/clusters", list_clusters, methods=["GET"]),

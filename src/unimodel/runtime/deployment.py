@@ -40,6 +40,8 @@ __all__ = ["Clock", "Deployment", "Policy"]
 
 log = logging.getLogger("unimodel.runtime")
 DECISIONS_KEPT = 20
+HISTORY_SAMPLES = 600  # ten minutes at the default tick of a second
+HISTORY_FIELDS = ("time", "ready", "starting", "draining", "inFlight", "queueDepth")
 LATENCY_WINDOW_S = 300.0  # the cluster status's percentiles cover the last five minutes
 
 Policy = Callable[[PolicyConfig, Observation, PolicyState], Decision]
@@ -98,6 +100,7 @@ class Deployment:
         self.last_inference: str | None = None
         self.cold_starts = 0  # instances started because a request found no capacity at all
         self.decisions: deque[dict[str, Any]] = deque(maxlen=DECISIONS_KEPT)  # the latest scaling changes, why
+        self.history: deque[tuple[float, int, int, int, int, int]] = deque(maxlen=HISTORY_SAMPLES)  # each tick
         self.waits = Samples()  # seconds each request waited for a slot
         self.services = Samples()  # seconds each request held its slot on an instance
         self.queue_full = 0
@@ -276,6 +279,7 @@ class Deployment:
         if self._closed:
             return
         self.instances.expire()
+        self._sample()
         if not self._on:
             self._scale_to(0, "turned off")
             return
@@ -292,6 +296,20 @@ class Deployment:
         self._note_decision(desired, reason)
         self._desired = desired
         self.instances.scale_to(desired)
+
+    def _sample(self) -> None:
+        """One point of the cluster's recent history (the cluster status's `history`, a chart's first minutes)."""
+        counts = self.instances_by_state()
+        self.history.append(
+            (
+                round(time.time(), 1),
+                counts["ready"],
+                counts["starting"],
+                counts["draining"],
+                self.in_flight,
+                self.queue_depth,
+            )
+        )
 
     def _note_decision(self, desired: int, reason: str) -> None:
         """Keep the latest changes of the desired instances and why (the cluster status's `decisions`): the

@@ -21,9 +21,12 @@ export async function render(main) {
   let timer = null;
   let stopped = false;
 
+  let backfilled = false; // the first poll asks for the last minutes, so the charts start full
+
   async function poll() {
     try {
-      const clusters = (await v2("GET", "/models/v2/list/clusters")) || [];
+      const clusters = (await v2("GET", `/models/v2/list/clusters${backfilled ? "" : "?history=1"}`)) || [];
+      backfilled = true;
       status.textContent = `Updated ${new Date().toLocaleTimeString()} · ${clusters.length} open model${clusters.length === 1 ? "" : "s"}`;
       if (!clusters.length && !cards.size) {
         clear(list);
@@ -58,7 +61,7 @@ function makeCard(modelId) {
   const badge = h("span", { class: "badge", "data-testid": "cluster-status" });
   const stats = h("dl", { class: "stats" });
   const instances = h("div", { class: "instances" });
-  const chartEl = h("div", { class: "chart" });
+  const chartEl = h("div", { class: "chart", "data-testid": "cluster-chart" });
   const decisions = h("div", { class: "decisions-wrap" });
   const message = h("div", { class: "cluster-message", "aria-live": "polite" });
   const min = h("input", { type: "number", min: 0, step: 1, class: "narrow" });
@@ -127,6 +130,17 @@ function makeCard(modelId) {
 
   function update(cluster) {
     const now = Date.now() / 1000;
+    if (cluster.history && !history.t.length) {
+      const at = Object.fromEntries(cluster.history.fields.map((name, i) => [name, i]));
+      for (const row of cluster.history.rows) {
+        history.t.push(row[at.time]);
+        history.ready.push(row[at.ready]);
+        history.starting.push(row[at.starting]);
+        history.draining.push(row[at.draining]);
+        history.inFlight.push(row[at.inFlight]);
+        history.queued.push(row[at.queueDepth]);
+      }
+    }
     const byState = cluster.instancesByState || {};
     history.t.push(now);
     history.ready.push(byState.ready || 0);
@@ -136,6 +150,7 @@ function makeCard(modelId) {
     history.queued.push(cluster.queueDepth ?? null);
     while (history.t.length && history.t[0] < now - WINDOW_S) for (const series of Object.values(history)) series.shift();
     chart.update([history.t, history.ready, history.starting, history.draining, history.inFlight, history.queued]);
+    chartEl.dataset.points = String(history.t.length);
 
     badge.textContent = cluster.status;
     badge.className = `badge state-${cluster.status}`;
