@@ -243,3 +243,25 @@ def test_an_image_to_a_text_only_open_model_is_still_a_400(gateway: LiveServer, 
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=TEXT_CHAT, messages=_image_message(files + "/cat.png"), max_tokens=3)  # type: ignore[arg-type]
     assert "takes text only" in str(caught.value)
+
+
+def test_openai_sdk_transcribes_with_an_open_speech_model(gateway: LiveServer) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    audio = sine("FLAC", rate=44100)
+    transcript = client.audio.transcriptions.create(model=SPEECH, file=("hello.flac", audio, "audio/flac"))
+    assert isinstance(transcript.text, str)
+    plain = client.audio.transcriptions.create(
+        model=SPEECH, file=("hello.mp3", sine("MP3"), "audio/mpeg"), response_format="text"
+    )
+    assert isinstance(plain, str) and plain == plain.strip()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model=SPEECH, file=("hello.flac", audio, "audio/flac"), language="en")
+    assert "language" in str(caught.value)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model=SPEECH, file=("broken.wav", audio[:40], "audio/wav"))
+    assert "truncated" in str(caught.value)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model=VISION, file=("hello.flac", audio, "audio/flac"))
+    assert "open automatic-speech-recognition models" in str(caught.value)

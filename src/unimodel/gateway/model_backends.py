@@ -43,7 +43,7 @@ from .catalog import Route
 from .context import RequestContext
 from .metrics import upstream_latency
 from .open_inputs import inline_chat_images, inline_run_urls
-from .open_media import image_result, image_run_bodies, speech_run_body
+from .open_media import image_result, image_run_bodies, speech_run_body, transcription_result, transcription_run_body
 
 if TYPE_CHECKING:
     from .service import Gateway
@@ -159,6 +159,11 @@ class OpenBackend:
         images = [await self.gateway.open.run_media(self.model_id, body, metered) for body in bodies]
         self.ctx.add_units(len(images), "images")
         return image_result(self.model_id, images)
+
+    async def transcribe(self, request: TranscriptionRequest) -> TranscriptionResult:
+        """An automatic-speech-recognition model's transcript of the upload (decoded by the instance)."""
+        output = await self.gateway.open.run(self.model_id, transcription_run_body(request), await self._admit())
+        return transcription_result(request, output)
 
     async def speak(self, request: SpeechRequest) -> SpeechResult:
         """A text-to-speech (or text-to-audio) model's audio: WAV, in the model's one voice."""

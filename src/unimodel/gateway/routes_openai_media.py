@@ -35,10 +35,10 @@ _WHAT: dict[MediaTask, tuple[str, str]] = {
 _MAX_FORM_FIELDS = 64
 
 
-# The open models' tasks each endpoint serves (an open speech recogniser is run with POST /models/v2/{id}).
+# The open models' tasks each endpoint serves.
 _OPEN_TASKS: dict[MediaTask, frozenset[str]] = {
     "text-to-image": frozenset({"text-to-image"}),
-    "automatic-speech-recognition": frozenset(),
+    "automatic-speech-recognition": frozenset({"automatic-speech-recognition"}),
     "text-to-speech": frozenset({"text-to-speech", "text-to-audio"}),
 }
 
@@ -100,10 +100,12 @@ def routes(gateway: Gateway) -> list[Route]:
         """OpenAI speech to text (`client.audio.transcriptions.create`): the answer in the format asked."""
         body = await read_body(request, limit)
         decoded = openai_media.decode_transcription(await _form(request.headers, body))
-        backend = await dispatch.backend_for(gateway, decoded.model_id, context(request), request.headers)
-        backend = closed_media_backend(gateway, backend, "automatic-speech-recognition")
+        found = await dispatch.backend_for(gateway, decoded.model_id, context(request), request.headers)
+        if isinstance(found, ForwardedBackend):
+            return await found.forward(request, body)
+        backend = media_backend(gateway, found, "automatic-speech-recognition")
         result = await backend.transcribe(_named(decoded.request, backend))
-        return Response(result.body, media_type=result.content_type)
+        return Response(result.body, media_type=result.content_type, headers=backend.headers())
 
     @openai
     async def audio_speech(request: Request) -> Response:
