@@ -91,19 +91,27 @@ def build_openapi() -> dict[str, Any]:
     }
     cluster_ok = {"description": "The envelope", "content": {"application/json": {"schema": {"$ref": v2_env}}}}
     cluster_errors = (400, 401, 403, 404, 413)  # changes need an admin key when keys are on
+    history_param = {
+        "name": "history",
+        "in": "query",
+        "required": False,
+        "description": "1: include the last ten minutes (one row per autoscaler tick) as `history`",
+        "schema": {"type": "string", "enum": ["0", "1", "false", "true"]},
+    }
     paths: dict[str, Any] = {
         "/models/v2/list/clusters": {
             "get": {
                 "summary": "Every open model's cluster status",
                 "operationId": "listClusters",
-                "responses": _responses(cluster_ok, v2_env, ()),
+                "parameters": [history_param],
+                "responses": _responses(cluster_ok, v2_env, (400,)),
             }
         },
         "/models/v2/{modelId}": {
             "get": {
                 "summary": "An open model's cluster status",
                 "operationId": "getCluster",
-                "parameters": [model_param],
+                "parameters": [model_param, history_param],
                 "responses": _responses(cluster_ok, v2_env, (400, 404)),
             },
             "put": {
