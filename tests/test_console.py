@@ -332,7 +332,7 @@ def test_a_key_is_created_used_charted_and_revoked(console: Platform, openai_fak
     expect(page.get_by_test_id("records").locator("tbody tr")).to_have_count(3)
     chart = page.get_by_test_id("chart-requests-per-key")
     expect(chart.locator("canvas")).to_have_count(1)
-    expect(chart).to_contain_text(key_id)  # the legend names the key
+    expect(chart).to_contain_text(f"team-console ({key_id})")  # the legend names the key
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
     csv = Path(download.value.path()).read_text().splitlines()

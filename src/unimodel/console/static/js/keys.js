@@ -253,7 +253,9 @@ export async function render(main, context) {
         append(el, h("p", { class: "muted" }, `${title}: no records in this range.`));
         continue;
       }
-      const chart = timeChart(el, title, names, { bars: true, height: 160 });
+      const nameOf = new Map(keys.map((k) => [k.id, `${k.name} (${k.id})`]));
+      const labels = groupBy === "keyId" ? names.map((n) => nameOf.get(n) || n) : names;
+      const chart = timeChart(el, title, labels, { bars: true, height: 160 });
       chart.update(data);
       charts.push(chart);
     }
