@@ -334,7 +334,9 @@ class OpenModelConfig(BaseModel):
     )
     health_path: str = Field(default="/health", description="engine = command: the URL path that says ready.")
     engine_args: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Passed to the engine (llama.cpp: n_ctx, n_threads; transformers: dtype)."
+        default_factory=dict,
+        description="Passed to the engine (llama.cpp: n_ctx, n_threads; transformers: dtype; diffusers: dtype, "
+        "max_pixels, max_steps).",
     )
     env: dict[str, str] = Field(
         default_factory=dict,
