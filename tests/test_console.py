@@ -384,7 +384,12 @@ def test_in_open_mode_the_console_just_works(gateway_factory: object, page: Page
 
 def test_a_task_run_takes_its_own_inputs(console: Platform, page: Page) -> None:
     sign_in(page, console)
+    pick(page, "someone/unlisted-GGUF")  # a Hugging Face id the catalog does not list: the user names its task
+    page.get_by_label("Task of a model not listed (a Hugging Face id)").select_option("feature-extraction")
+    expect(page.get_by_test_id("task")).to_have_text("feature-extraction · open")
+    expect(page.get_by_test_id("prompt")).to_have_attribute("placeholder", "One text per line: each gets a vector")
     pick(page, ZERO_SHOT)
+    expect(page.get_by_test_id("unlisted-task")).to_be_hidden()
     expect(page.get_by_label("Candidate labels (comma-separated)")).to_be_visible()
     expect(page.get_by_label("Attach an image")).to_be_hidden()
     page.get_by_label("Candidate labels (comma-separated)").fill("sports, politics")

@@ -24,10 +24,18 @@ export async function render(main) {
     const entry = byId.get(id);
     const prefix = id.split("/")[0];
     const closed = entry ? entry.meter === null : providers.has(prefix);
-    return { id, task: entry ? entry.task : "chat", closed, provider: closed ? prefix : null, listed: !!entry };
+    const task = entry ? entry.task : closed ? "chat" : unlistedTask.value; // a Hub id: the user says what it does
+    return { id, task, closed, provider: closed ? prefix : null, listed: !!entry };
   };
 
   const stopFns = [];
+  const tasks = [...new Set(["chat", "feature-extraction", ...catalog.map((e) => e.task)])].sort();
+  const unlistedTask = h(
+    "select",
+    { "data-testid": "unlisted-task" },
+    tasks.map((t) => h("option", { value: t, selected: t === "chat" }, t)),
+  );
+  const unlistedField = field("Task of a model not listed (a Hugging Face id)", unlistedTask);
   const datalist = h(
     "datalist",
     { id: "model-options" },
@@ -178,6 +186,7 @@ export async function render(main) {
     taskBadge.textContent = models[0] ? `${task}${models[0].closed ? ` · ${models[0].provider}` : " · open"}` : "";
     const isChat = CHAT_TASKS.has(task);
     const inputs = inputsOf(task);
+    unlistedField.hidden = !models[0] || models[0].listed || models[0].closed;
     chatOnly.hidden = !isChat;
     attachField.hidden = !isChat;
     taskOnly.hidden = isChat || EMBEDDING_TASKS.has(task);
@@ -467,7 +476,7 @@ export async function render(main) {
     panes = [];
     layout();
   });
-  for (const input of [modelA, modelB, compare]) input.addEventListener("change", layout);
+  for (const input of [modelA, modelB, compare, unlistedTask]) input.addEventListener("change", layout);
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
   });
@@ -505,6 +514,7 @@ export async function render(main) {
         { class: "row" },
         field("Model", modelA),
         taskBadge,
+        unlistedField,
         h("label", { class: "check" }, compare, " Compare side by side with"),
         field("Second model", modelB),
       ),
