@@ -39,8 +39,8 @@ def workers(generation_models: dict[str, Path]) -> Iterator[dict[str, WorkerProc
             "--path", str(generation_models["text-to-speech"]),
         ),
         "text-to-audio": WorkerProcess(
-            "--engine", "transformers", "--task", "text-to-audio", "--model-id", "tiny/vits-audio",
-            "--path", str(generation_models["text-to-speech"]),
+            "--engine", "transformers", "--task", "text-to-audio", "--model-id", "tiny/musicgen",
+            "--path", str(generation_models["text-to-audio"]),
         ),
     }  # fmt: skip
     try:
@@ -127,15 +127,28 @@ def _wav(data: bytes) -> tuple[int, int]:
         return file.getframerate(), file.getnframes()
 
 
-@pytest.mark.parametrize("task", ["text-to-speech", "text-to-audio"])
-def test_speech_answers_a_wav_at_the_models_rate(workers: dict[str, WorkerProcess], task: str) -> None:
-    worker = workers[task]
+def test_speech_answers_a_wav_at_the_models_rate(workers: dict[str, WorkerProcess]) -> None:
+    worker = workers["text-to-speech"]
     first = media(worker, {"input": "hello world", "params": {"seed": 3}}, "audio/wav")
     rate, frames = _wav(first)
     assert rate == 16000 and frames > 0
     assert media(worker, {"text": "hello world", "params": {"seed": 3}}, "audio/wav") == first
     longer = _wav(media(worker, {"input": "hello world, hello again and again"}, "audio/wav"))[1]
     assert longer > frames, "more text, more speech"
+
+
+def test_text_to_audio_generates_token_by_token_with_its_params(workers: dict[str, WorkerProcess]) -> None:
+    worker = workers["text-to-audio"]
+    body = {"input": "calm music", "params": {"seed": 4, "max_new_tokens": 6}}
+    first = media(worker, body, "audio/wav")
+    rate, frames = _wav(first)
+    assert rate == 8000 and frames > 0
+    assert media(worker, body, "audio/wav") == first, "the same seed, the same sampled audio"
+    longer = media(worker, {"input": "calm music", "params": {"max_new_tokens": 12, "do_sample": False}}, "audio/wav")
+    assert _wav(longer)[1] > frames, "more tokens, more audio"
+    error = refused(worker, {"input": "calm music", "params": {"num_beams": 2}})
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "num_beams")
+    assert refused(worker, {"input": "calm music", "params": {"max_new_tokens": 0}})["param"] == "max_new_tokens"
 
 
 def test_speech_bad_requests_are_400s(workers: dict[str, WorkerProcess]) -> None:

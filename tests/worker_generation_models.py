@@ -1,5 +1,5 @@
-"""Tiny random-weight generators the tests save into folders: a Stable Diffusion pipeline (diffusers) and a VITS
-text-to-speech model (transformers).
+"""Tiny random-weight generators the tests save into folders: a Stable Diffusion pipeline (diffusers), a VITS
+text-to-speech model and a MusicGen text-to-audio model (transformers).
 
 Both are built from small configs with tokenizers made here (no Hub download): the diffusion pipeline's UNet,
 VAE and CLIP text encoder are a few thousand parameters each and make a 32x32 or 64x64 image in a fraction of a
@@ -141,8 +141,68 @@ def build_text_to_speech(root: Path) -> Path:
     return folder
 
 
+def build_text_to_audio(root: Path) -> Path:
+    """A MusicGen (T5 text encoder, EnCodec with 4 codebooks at 8 kHz, a one-layer decoder) that generates token by
+    token, with a word-level tokenizer; 8 new tokens unless asked."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        PreTrainedTokenizerFast,
+        T5Config,
+    )
+
+    torch.manual_seed(0)
+    words = ["<pad>", "</s>", "<unk>", "calm", "music", "loud", "drums", "a", "song"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    text = T5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    audio = EncodecConfig(
+        target_bandwidths=[3.0],
+        sampling_rate=8000,
+        audio_channels=1,
+        hidden_size=16,
+        num_filters=4,
+        num_residual_layers=1,
+        upsampling_ratios=[8, 8],
+        codebook_size=32,
+        codebook_dim=16,
+        num_lstm_layers=1,
+        chunk_length_s=None,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=32,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        ffn_dim=32,
+        num_codebooks=audio.num_quantizers,
+        max_position_embeddings=64,
+        pad_token_id=32,
+        bos_token_id=32,
+    )
+    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
+    model = MusicgenForConditionalGeneration(config)
+    generation = model.generation_config
+    generation.max_new_tokens = 8
+    generation.pad_token_id = generation.decoder_start_token_id = generation.bos_token_id = 32
+    generation.do_sample = True
+    folder = root / "tiny-musicgen"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def generation_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny generators, saved once per test session: task → folder."""
     root = tmp_path_factory.mktemp("generation-models")
-    return {"text-to-image": build_text_to_image(root), "text-to-speech": build_text_to_speech(root)}
+    return {
+        "text-to-image": build_text_to_image(root),
+        "text-to-speech": build_text_to_speech(root),
+        "text-to-audio": build_text_to_audio(root),
+    }
