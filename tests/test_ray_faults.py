@@ -53,7 +53,7 @@ def test_a_lost_node_is_noticed_in_seconds_its_requests_fail_the_queue_moves_on_
             "log_dir": str(tmp_path / "logs"),
             "tick_s": 0.2,
             "backend": "ray",
-            "ray": {"address": ray_cluster.address, "node_ip_address": HEAD_IP, "pending_timeout_s": 3},
+            "ray": {"address": ray_cluster.address, "node_ip_address": HEAD_IP, "pending_timeout_s": 10},
         },
         store={"data_dir": str(tmp_path / "data")},
     )

@@ -1,10 +1,10 @@
-"""The node side: `WorkerHost`, the Ray actor that holds one instance's worker process on the node Ray placed it on.
+"""`WorkerHost`, the Ray actor that holds one instance's worker process on the node Ray placed it on.
 
-The gateway makes one detached, named actor per instance (backend.py) with the resources the model needs; Ray
-places it on a node. There the actor:
+The gateway makes one detached, named actor per instance (runtime/backends/ray/backend.py) with the resources the
+model needs; Ray places it on a node. There the actor:
 - has the model's files on this node (weights.py: a snapshot of the gateway's Hugging Face cache is looked up, or
-  pulled, in this node's own cache), then starts the worker (`python -m unimodel.runtime.worker …`, the local
-  backend's command line, listening on this node's address) as a subprocess in its own process group, with the
+  pulled, in this node's own cache), then starts the worker — the command line the gateway built (the local
+  backend's), on this node's address and a free port here — as a subprocess in its own process group, with the
   same ready pipe and lifeline as a local instance: when the actor's process dies (killed, or its node lost), the
   worker reads EOF on its lifeline and kills its group;
 - answers the gateway: `wait_ready` (the worker wrote "ready"), `wait_exit` (its exit code), `ping` (the owner's
@@ -12,8 +12,8 @@ places it on a node. There the actor:
   adopts the instance);
 - stops its worker and exits when no owner has pinged it for `orphan_timeout_s` (its gateway is gone for good).
 
-Threaded (`max_concurrency`): blocking calls (`wait_exit`) run beside pings. Standard library only at import; the
-worker's command line and the Hub are imported when an instance is launched.
+Threaded (`max_concurrency`): blocking calls (`wait_exit`) run beside pings. Standard library only, and light
+at import (this package's docstring says why).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...lifeline import LIFELINE_FD_ENV, open_lifeline
+from ..instance_env import instance_environment
+from ..lifeline import LIFELINE_FD_ENV, open_lifeline
+from .weights import on_this_node
 
-__all__ = ["LOG_CHUNK", "WorkerHost"]
+__all__ = ["LOG_CHUNK", "WORKER_PROGRAM", "WorkerHost"]
 
 READY_FD_ENV = "UNIMODEL_READY_FD"
 LOG_CHUNK = 256 * 1024  # the most log bytes one ping carries
-WORKER_PROGRAM = ("-m", "unimodel.runtime.worker")  # after this node's interpreter
+WORKER_PROGRAM = "{python}"  # an argv's first item that stands for this node's interpreter
 
 
 class WorkerHost:
@@ -65,23 +68,24 @@ class WorkerHost:
         return {"node_ip": ray.util.get_node_ip_address(), "node_id": node_id, "actor_pid": os.getpid()}
 
     def launch(
-        self, spec: dict[str, Any], program: list[str] | None, env: dict[str, str], hub: dict[str, Any] | None
+        self, argv: list[str], slots: dict[str, int], model: dict[str, Any], env: dict[str, str], hub: Any
     ) -> dict[str, Any]:
-        """Start the worker for `spec` (its files on this node first) and return where it listens. `program`
-        replaces `python -m unimodel.runtime.worker`; `env` is what the gateway allows the instance, laid over
-        this node's own allow-listed environment."""
-        from ....config import OpenModelConfig
-        from ...instance_env import instance_environment
-        from ..local import free_port, worker_command
-        from .weights import on_this_node
-
+        """Start the worker and return where it listens. `argv`: its command line as the gateway built it, with
+        WORKER_PROGRAM for this node's interpreter; `slots`: where in it the port and the model's path go (they
+        are this node's); `model`: its `id`, `path` and `file` (the path as the gateway's machine has it);
+        `env`: what the gateway allows the instance, laid over this node's own allow-listed environment; `hub`:
+        the gateway's `[hub]` settings, less its token and cache (for a pull here)."""
         if self._proc is not None:
             raise RuntimeError("this actor already runs a worker")
         where = self.where()
         host = str(where["node_ip"])
-        model = on_this_node(OpenModelConfig.model_validate(spec), hub)
-        port = free_port(host)
-        argv = [*worker_command(model, port, program=program or (sys.executable, *WORKER_PROGRAM)), "--host", host]
+        path = on_this_node(str(model["id"]), model.get("path"), model.get("file"), hub)
+        port = _free_port(host)
+        argv = [sys.executable, *argv[1:]] if argv and argv[0] == WORKER_PROGRAM else list(argv)
+        argv[slots["port"]] = str(port)
+        if "path" in slots and path is not None:
+            argv[slots["path"]] = path
+        argv += ["--host", host]
         logs = Path(tempfile.gettempdir()) / "unimodel-ray"
         logs.mkdir(parents=True, exist_ok=True)
         self._log_path = logs / f"{self._meta.get('name', 'instance').replace('/', '_')}.log"
@@ -110,7 +114,7 @@ class WorkerHost:
         self._proc, self._life_w = proc, life_w
         threading.Thread(target=self._read_ready, args=(ready_r,), daemon=True).start()
         threading.Thread(target=self._reap, daemon=True).start()
-        self._where = {**where, "address": f"http://{host}:{port}", "pid": proc.pid, "path": model.path}
+        self._where = {**where, "address": f"http://{host}:{port}", "pid": proc.pid, "path": path}
         return dict(self._where)
 
     def _read_ready(self, fd: int) -> None:
@@ -216,6 +220,13 @@ class WorkerHost:
                 )
                 self.stop(5.0)
                 os._exit(0)
+
+
+def _free_port(host: str) -> int:
+    """A port free on this node's address right now (the worker binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

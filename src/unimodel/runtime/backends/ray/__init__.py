@@ -4,14 +4,15 @@
     instance = await backend.start(spec, "smollm2-1")     # placed by Ray, files on the node, worker started
     await instance.exited.wait()                          # or: await backend.stop(instance, grace_s=10)
 
-What an instance is: a detached actor (actor.py, `WorkerHost`) named `<server id>.<instance id>.<random>` in
-`[runtime.ray] namespace`, holding the model's `[models.ray]` resources (`num_cpus`, `num_gpus`, `memory`,
-`resources`) on the node Ray picks. The actor has the model's files on its node (weights.py: a Hugging Face snapshot
-is found in, or pulled into, the node's own cache) and starts the same worker as the local backend
-(`python -m unimodel.runtime.worker`, on the node's address and a free port), with its ready pipe and lifeline:
-the worker dies with its actor. The controller routes to `http://<node address>:<port>` as to any instance. The
-worker's environment is the local allow-list (instance_env.py: never the gateway's secrets), less what describes
-the gateway's machine (PATH, HOME, the caches, …), over the node's own allow-listed environment.
+What an instance is: a detached actor (`WorkerHost` of runtime/raynode/, apart so that a node imports little)
+named `<server id>.<instance id>.<random>` in `[runtime.ray] namespace`, holding the model's `[models.ray]`
+resources (`num_cpus`, `num_gpus`, `memory`, `resources`) on the node Ray picks. The actor has the model's files on
+its node (raynode/weights.py: a Hugging Face snapshot is found in, or pulled into, the node's own cache) and starts
+the same worker as the local backend (`python -m unimodel.runtime.worker`, its command line built here), on the
+node's address and a free port, with its ready pipe and lifeline: the worker dies with its actor. The controller
+routes to `http://<node address>:<port>` as to any instance. The worker's environment is the local allow-list
+(instance_env.py: never the gateway's secrets), less what describes the gateway's machine (PATH, HOME, the
+caches, …), over the node's own allow-listed environment.
 
 Watching (backend.py): a call that returns when the worker exits (its code → `returncode`); the actor's death
 (killed, or Ray declares its node dead) → `exited`; and a ping every `ping_interval_s` that is the owner's

@@ -24,7 +24,10 @@ import httpx
 from ....config import HubConfig, OpenModelConfig, RuntimeConfig, Settings
 from ....ray_settings import ModelRayConfig, RayConfig
 from ...instance_env import instance_environment
+from ...raynode.host import WORKER_PROGRAM
 from ..base import Backend, Instance
+from ..local import WORKER_PROGRAM as LOCAL_WORKER_PROGRAM
+from ..local import worker_command
 from .client import Actor, ActorGone, ActorRaised, ActorUnavailable, RayCluster
 from .errors import RayError, RayPending, RayStartFailed, RayUnreachable
 from .placement import node_summary, pending_reason
@@ -202,6 +205,16 @@ class RayBackend(Backend):
         allowed = instance_environment(self._environ, self._runtime.pass_env, spec.env)
         return {k: v for k, v in allowed.items() if k not in HOST_ONLY or k in explicit}
 
+    def worker_argv(self, spec: OpenModelConfig) -> tuple[list[str], dict[str, int]]:
+        """The worker's command line, built here (the local backend's) so that the node imports nothing of
+        unimodel's configuration, and where in it the node puts its port and its copy of the model's path."""
+        program = self._program or (WORKER_PROGRAM, *LOCAL_WORKER_PROGRAM[1:])
+        argv = worker_command(spec, 0, program=program)
+        slots = {"port": len(program) + argv[len(program) :].index("--port") + 1}
+        if spec.path:
+            slots["path"] = len(program) + argv[len(program) :].index("--path") + 1
+        return argv, slots
+
     def fingerprint(self, spec: OpenModelConfig) -> str:
         """What an instance runs, as a short hash: a leftover is adopted only by a start of the same thing."""
         fields = spec.model_dump(
@@ -231,9 +244,9 @@ class RayBackend(Backend):
         actor = await self._call(self.cluster.create, name, request, meta, self.owner, self.config.orphan_timeout_s)
         try:
             where = await self._placed(spec, settings, request, actor)
-            launch = actor.call(
-                "launch", spec.model_dump(mode="json"), self._program, self.worker_environment(spec), self._hub
-            )
+            argv, slots = self.worker_argv(spec)
+            model = {"id": spec.id, "path": spec.path, "file": spec.file}
+            launch = actor.call("launch", argv, slots, model, self.worker_environment(spec), self._hub)
             info: dict[str, Any] = await self.cluster.result(launch)
         except ActorRaised as exc:
             self._spawn(self._call(self.cluster.kill, actor), f"kill:{name}")
@@ -264,22 +277,31 @@ class RayBackend(Backend):
     async def _placed(
         self, spec: OpenModelConfig, settings: ModelRayConfig, request: dict[str, float], actor: Actor
     ) -> dict[str, Any]:
-        """Where the actor was placed, once it is; while no node takes it, `pending(model)` says why, and past the
-        pending timeout the actor goes and `RayPending` says why."""
+        """Where the actor was placed, once it answers. While no node takes it, `pending(model)` says why, and past
+        the pending timeout the actor goes and `RayPending` says why. Once a node has taken it (Ray gave it a
+        process there), its process may still be starting — slowly on a busy node: that is not pending, and it
+        has the model's start timeout."""
         loop = asyncio.get_running_loop()
         patience = self._pending_timeout(spec)
-        deadline = loop.time() + patience
+        started = loop.time()
+        deadline = started + patience
         where = actor.call("where")
         said = False
         try:
             while True:
                 try:
-                    placed: dict[str, Any] = await self.cluster.result(
-                        where, within_s=max(0.05, min(1.0, deadline - loop.time()))
-                    )
+                    placed: dict[str, Any] = await self.cluster.result(where, within_s=1.0)
                     return placed
                 except TimeoutError:
                     pass
+                if await self._call(self.cluster.scheduled, actor):
+                    self._pending.pop(spec.id, None)
+                    if loop.time() - started >= spec.start_timeout_s:
+                        raise RayStartFailed(
+                            f"the Ray actor of model '{spec.id}' was given a node but did not start within "
+                            f"{spec.start_timeout_s:g} s (start_timeout_s): the node may be overloaded"
+                        )
+                    continue
                 nodes = await self.live_nodes()
                 reason = pending_reason(request, nodes, settings.describe)
                 self._pending[spec.id] = reason

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ....ray_settings import RayConfig, display_address
-from .actor import WorkerHost
+from ...raynode.host import WorkerHost
 from .errors import RayError, RayNotInstalled, RayUnreachable
 
 __all__ = ["Actor", "ActorGone", "ActorRaised", "ActorUnavailable", "RayCluster", "disconnect"]
@@ -197,6 +197,17 @@ class RayCluster:
         ray = _ray()
         with contextlib.suppress(Exception):
             ray.kill(actor.handle, no_restart=True)
+
+    def scheduled(self, actor: Actor) -> bool:
+        """Whether a node has taken the actor: Ray gave it a worker process there (its constructor may still be
+        running). False while no node can place it — and when Ray's actor table cannot say (an API of Ray's
+        own that may change: then only the actor's first answer tells)."""
+        ray = _ray()
+        try:
+            record = ray._private.state.actors(actor.handle._actor_id.hex())
+            return bool(record.get("Pid"))  # (its address is set earlier: when the node is picked, alive or not)
+        except Exception:
+            return False
 
     def nodes(self) -> list[dict[str, Any]]:
         ray = _ray()
