@@ -11,6 +11,9 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -175,3 +178,33 @@ def own_cpu_seconds() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+# ---------------------------------------------------------------------------------------------- Ray
+
+RAY_HEAD_IP = "127.0.0.2"  # Ray replaces 127.0.0.1 with the machine's external address; it keeps 127.0.0.2
+
+
+def start_ray_head(children: Children, out: Path, num_cpus: int, env: dict[str, str]) -> tuple[Proc, str]:
+    """A one-node Ray cluster on this machine (`ray start --head --block`, its own temp dir in /tmp), for the
+    Ray columns of the benchmarks; its process group ends with the harness. Returns it and its GCS address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((RAY_HEAD_IP, 0))
+        port: int = sock.getsockname()[1]
+    exe = Path(sys.executable).with_name("ray")  # the venv's, beside its python
+    argv = [str(exe) if exe.exists() else "ray", "start", "--head", "--block", "--disable-usage-stats"]
+    argv += [f"--node-ip-address={RAY_HEAD_IP}", f"--port={port}", f"--num-cpus={num_cpus}"]
+    temp = tempfile.mkdtemp(prefix="unimodel-bench-ray-")  # short: Ray's socket paths must fit 107 bytes
+    argv += ["--include-dashboard=false", f"--temp-dir={temp}"]
+    env = {**env, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    proc = children.start("ray-head", argv, out / "ray-head.log", env)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            socket.create_connection((RAY_HEAD_IP, port), timeout=1).close()
+            break
+        except OSError:
+            if not proc.alive() or time.monotonic() > deadline:
+                raise SystemExit(f"the Ray head did not start:\n{proc.log_tail()}") from None
+            time.sleep(0.2)
+    return proc, f"{RAY_HEAD_IP}:{port}"

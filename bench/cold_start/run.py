@@ -21,12 +21,17 @@ n_threads, prompt and greedy decoding), each from nothing:
   request to its published port. Timed from the call to ``start``; the image is there (pull = never) and the
   engine connected (the warm-up), as in a running gateway. Compare it with ``worker``: the container's cost.
 
+- ``ray``: ``unimodel serve`` as for ``unimodel``, with ``[runtime] backend = "ray"``: the instance is a Ray actor
+  holding the same worker, on a one-node Ray cluster the harness starts on this machine (``ray start --head`` on
+  127.0.0.2; the gateway connects to it as a driver). Timed as ``unimodel``; compare the two: what Ray adds to a
+  cold start (the actor's placement and process, the worker launched from it, its readiness relayed by a call).
+
 The workers of the HTTP targets run with ``trace/sitecustomize.py`` (time stamps of their start, read back
 from their logs; ``--no-trace`` leaves unimodel's workers without it), so the report says where the time goes.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel,container] [--src DIR]
+    .venv/bin/python bench/cold_start/run.py [--runs 5] [--targets direct,worker,unimodel,container,ray] [--src DIR]
         [--image unimodel-worker:latest] [--engine-url unix:///run/podman/podman.sock]
 
 ``--src`` runs the gateway and its workers from another unimodel source tree (before/after comparisons, e.g.
@@ -61,6 +66,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
 from harness import (
     LOOPBACK,
+    RAY_HEAD_IP,
     Children,
     Proc,
     children_of,
@@ -69,6 +75,7 @@ from harness import (
     interrupts_unwind,
     machine_busy_seconds,
     own_cpu_seconds,
+    start_ray_head,
 )
 from harness import (
     child_env as base_child_env,
@@ -77,9 +84,10 @@ from harness import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CHAT_PATH = "/v1/chat/completions"
-ALL_TARGETS = ("direct", "worker", "unimodel", "container")
+ALL_TARGETS = ("direct", "worker", "unimodel", "container", "ray")
 TARGET_ADDED_MS = 150.0  # the issue: unimodel adds at most 150 ms to time to first token from zero
 TARGET_CONTAINER_ADDED_MS = 1000.0  # the container backend's issue: a container adds at most 1 s over a process
+TARGET_RAY_ADDED_MS = 1000.0  # the Ray backend's issue: a cold start on Ray takes at most 1 s more than a local one
 CONTAINER_HEALTH_POLL_S = 0.02  # the controller's poll of a starting instance that does not announce (instances.py)
 ATTEMPT = itertools.count(1)
 DISTURBED_CPU = 0.10  # a run during which other processes used more than this share of a CPU is rerun
@@ -417,7 +425,7 @@ def log_events(text: str, paths: dict[str, str]) -> dict[str, float]:
         if not m:
             continue
         at = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
-        if " started: pid " in line:
+        if " started: pid " in line or " started: Ray actor " in line:
             events.setdefault("launched", at)
             if m := LOG_PATH_RE.search(line):
                 paths.setdefault("instance_log", m.group(1))
@@ -427,10 +435,15 @@ def log_events(text: str, paths: dict[str, str]) -> dict[str, float]:
 
 
 class Gateway:
-    """``unimodel serve`` with one llama.cpp model at min_instances = 0."""
+    """``unimodel serve`` with one llama.cpp model at min_instances = 0; with ``ray_address``, its instances on
+    that Ray cluster (the ``ray`` target)."""
 
-    def __init__(self, setup: Setup, children: Children, args: argparse.Namespace) -> None:
+    def __init__(
+        self, setup: Setup, children: Children, args: argparse.Namespace, ray_address: str | None = None
+    ) -> None:
         self.setup = setup
+        self.name = "ray" if ray_address else "unimodel"
+        self.roots: list[int] = []  # more processes whose CPU is this target's (the Ray head's tree)
         model = {
             "id": setup.model_id,
             "task": "chat",
@@ -449,19 +462,25 @@ class Gateway:
             "default_models = false",
             f"tick_s = {args.tick_s}",
         ]
-        lines += [f'log_dir = "{setup.out / "instances"}"', "", "[[models]]"]
+        lines += [f'log_dir = "{setup.out / "instances"}"']
+        if ray_address:
+            # a Ray instance's environment is the node's, less what describes the gateway's machine: the trace's
+            # PYTHONPATH is passed on by name
+            lines += ['backend = "ray"', 'pass_env = ["PYTHONPATH", "UNIMODEL_BENCH_TRACE"]', "", "[runtime.ray]"]
+            lines += [f'address = "{ray_address}"', f'node_ip_address = "{RAY_HEAD_IP}"']
+        lines += ["", "[[models]]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in model.items()]
         lines.append(
             f"engine_args = {{ n_ctx = {setup.n_ctx}, n_threads = {setup.n_threads}, "
             f"n_threads_batch = {setup.n_threads_batch} }}"
         )
-        config = setup.out / "unimodel.toml"
+        config = setup.out / f"{self.name}.toml"
         config.write_text("\n".join(lines) + "\n")
         self.port = free_port()
         exe = Path(setup.python).parent / "unimodel"
         argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(self.port)]
-        self.log = setup.out / "unimodel.log"
-        self.proc = children.start("unimodel", argv, self.log, child_env(trace=args.trace, source=True))
+        self.log = setup.out / f"{self.name}.log"
+        self.proc = children.start(self.name, argv, self.log, child_env(trace=args.trace, source=True))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if not self.proc.alive():
@@ -482,22 +501,23 @@ class Gateway:
         return None
 
     def wait_zero(self, timeout_s: float = 60.0) -> bool:
-        """Until the model has no instance and the gateway no child process (the worker has exited)."""
+        """Until the model has no instance and the gateway no child process (the worker has exited; on Ray the
+        instance is stopped through its actor before it stops counting)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if self.instances() == 0 and not children_of(self.proc.pid):
+                if self.instances() == 0 and (self.name == "ray" or not children_of(self.proc.pid)):
                     return True
             time.sleep(0.1)
         return False
 
     def run(self, index: int) -> Run:
-        run = Run("unimodel", index)
+        run = Run(self.name, index)
         if not self.wait_zero():
             run.error = "the model did not scale back to zero in 60 s"
             return run
         offset = self.log.stat().st_size
-        watch = CpuWatch(self.proc.pid)
+        watch = CpuWatch(self.proc.pid, *self.roots)
         wall, mono = time.time(), time.monotonic()
         got = stream_chat(self.port, chat_body(self.setup.model_id, self.setup.prompt, self.setup.max_tokens), 300)
         run.other_cpu = watch.others()
@@ -729,6 +749,18 @@ STAGE_ROWS: dict[str, list[tuple[str, str, str]]] = {
         ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
         *_WORKER_ANSWER,
     ],
+    "ray": [
+        ("send → Ray actor placed, worker launched from it (gateway log, ms)", "", "launched"),
+        ("launched → interpreter running (Python start-up)", "launched", "interpreter"),
+        *_WORKER_START,
+        (
+            "worker ready → the gateway has it ready (the actor relays it, one /health; log, ms)",
+            "worker_ready",
+            "ready",
+        ),
+        ("ready → engine's chat called (dispatch, gateway → worker HTTP)", "ready", "engine_chat"),
+        *_WORKER_ANSWER,
+    ],
     "container": [
         ("start() → image checked (inspect; pull = never)", "", "image_checked"),
         ("→ container created (Engine API create)", "image_checked", "created"),
@@ -764,7 +796,8 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
         "the send of the request (the gateway is up; the model has no instance). `other CPU` = the share of a CPU "
         "that processes this run did not start used during it. Run 0 is the warm-up (not in the medians).",
         "",
-        "For container, from the call to the container backend's `start` (the engine connected, the image there).",
+        "For container, from the call to the container backend's `start` (the engine connected, the image there). "
+        "For ray, as for unimodel (the gateway connected to the Ray cluster by its first run, the warm-up).",
         "",
         "| target | run | TTFT | TTFB | end | other CPU | attempts | error |",
         "|---|--:|--:|--:|--:|--:|--:|---|",
@@ -797,7 +830,7 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
             for d in by_target["direct"]
             if u.index == d.index and u.ttft_ms is not None and d.ttft_ms is not None
         ]
-        for t in ("worker", "unimodel", "container")
+        for t in ("worker", "unimodel", "container", "ray")
     }
     for t, diffs in paired.items():
         if diffs:
@@ -846,6 +879,26 @@ def render(runs: list[Run], setup: Setup, meta: dict[str, str]) -> str:
             out += [
                 "",
                 f"container − worker, run by run: median {_med(diffs):+.0f} ms, min {min(diffs):+.0f}, max {max(diffs):+.0f}.",
+            ]
+    if med["unimodel"] is not None and med["ray"] is not None:
+        added = med["ray"] - med["unimodel"]
+        ok = added <= TARGET_RAY_ADDED_MS
+        diffs = [
+            y.ttft_ms - u.ttft_ms
+            for y in by_target["ray"]
+            for u in by_target["unimodel"]
+            if y.index == u.index and y.ttft_ms is not None and u.ttft_ms is not None
+        ]
+        if not out[-1].startswith("| added"):
+            out += ["", "| check | value | target | result |", "|---|--:|--:|---|"]
+        out.append(
+            f"| added TTFT from zero, Ray instance − local instance, both through unimodel (medians) | {added:+.0f} ms "
+            f"| ≤ {TARGET_RAY_ADDED_MS:g} ms | {'PASS' if ok else 'FAIL'} |"
+        )
+        if diffs:
+            out += [
+                "",
+                f"ray − unimodel, run by run: median {_med(diffs):+.0f} ms, min {min(diffs):+.0f}, max {max(diffs):+.0f}.",
             ]
     return "\n".join(out) + "\n"
 
@@ -914,14 +967,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="measured runs per target (default 5)")
     parser.add_argument(
         "--targets",
-        default=",".join(ALL_TARGETS),
-        help="comma list of direct,worker,unimodel,container (container: needs Podman or --engine-url, and the "
-        "worker image: make image)",
+        default=",".join(t for t in ALL_TARGETS if t != "ray"),
+        help="comma list of direct,worker,unimodel,container,ray (container: needs Podman or --engine-url, and the "
+        "worker image: make image; ray: Ray installed, the `ray` extra)",
     )
     parser.add_argument("--image", default="unimodel-worker:latest", help="container: the worker image")
     parser.add_argument(
         "--engine-url", help="container: the Docker Engine API to use (default: a Podman service started here)"
     )
+    parser.add_argument("--ray-cpus", type=int, default=2, help="ray: the CPUs the Ray head node offers")
     parser.add_argument("--prompt", default="Say hello.")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--n-ctx", type=int, default=4096, help="the worker's default")
@@ -985,13 +1039,20 @@ def main(argv: list[str] | None = None) -> int:
         try:
             gateway = Gateway(setup, children, args) if "unimodel" in targets else None
             container = ContainerTarget(setup, children, args) if "container" in targets else None
+            on_ray = None
             roots = [gateway.proc.pid] if gateway else []
+            if "ray" in targets:  # a one-node cluster here: its raylet and the actors' processes are ours
+                head, address = start_ray_head(children, out, args.ray_cpus, child_env(trace=args.trace, source=True))
+                on_ray = Gateway(setup, children, args, ray_address=address)
+                on_ray.roots = [head.pid]
+                roots += [head.pid, on_ray.proc.pid]
             roots += container.roots() if container else []
             doers = {
                 "direct": lambda i: run_direct(setup, i, roots),
                 "worker": lambda i: run_worker(setup, i, children, roots),
                 "unimodel": gateway.run if gateway else None,
                 "container": container.run if container else None,
+                "ray": on_ray.run if on_ray else None,
             }
             for index in range(args.runs + 1):
                 for target in targets:

@@ -11,6 +11,10 @@ is sent in closed loops of 1 and 4 concurrent clients to three targets, all warm
   cost into the worker's (HTTP server, threads, SSE) and the gateway's.
 - ``unimodel``: ``unimodel serve`` with one ``[[models]]`` table, ``min_instances = max_instances`` = the
   instance count and ``instance_concurrency = 1``, called on ``/v1/chat/completions``; it queues and routes.
+- ``ray``: the same ``unimodel serve`` with ``[runtime] backend = "ray"``: its instances are Ray actors holding the
+  same workers, on a one-node Ray cluster the harness starts on this machine (``ray start --head`` on 127.0.0.2,
+  one CPU per instance). Compare it with ``unimodel``: what running the instances through Ray costs (the
+  requests go to the workers directly, as to local ones).
 
 Every (instances, concurrency, mode) cell runs ``--repeats`` windows per target, the targets taking turns
 (direct, worker, unimodel, direct, …) so that drift on a shared machine spreads over all three. A window is
@@ -19,6 +23,7 @@ Every (instances, concurrency, mode) cell runs ``--repeats`` windows per target,
 Usage (from the repository root)::
 
     .venv/bin/python bench/open_throughput/run.py [--instances 1,2] [--concurrency 1,4] [--modes stream,non-stream]
+        [--targets direct,worker,unimodel,ray]
 
 Everything listens on 127.0.0.1 only and is stopped at the end, also on an error or Ctrl-C. See bench/README.md.
 """
@@ -46,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
 from harness import (
     LOOPBACK,
+    RAY_HEAD_IP,
     Children,
     Proc,
     child_env,
@@ -54,14 +60,16 @@ from harness import (
     interrupts_unwind,
     machine_busy_seconds,
     own_cpu_seconds,
+    start_ray_head,
 )
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CHAT_PATH = "/v1/chat/completions"
-ALL_TARGETS = ("direct", "worker", "unimodel")
+ALL_TARGETS = ("direct", "worker", "unimodel", "ray")
 MODES = ("stream", "non-stream")
 TARGET_RATIO = 0.95  # the issue: at least 95% of direct
+TARGET_RAY_RATIO = 0.95  # the Ray backend's issue: through Ray instances at least 95% of local instances
 DISTURBED_CPU = 0.10  # a window during which other processes used more than this share of a CPU is rerun
 
 
@@ -365,8 +373,12 @@ class Workers(Target):
 class Gateway(Target):
     name = "unimodel"
 
-    def __init__(self, setup: Setup, children: Children, instances: int) -> None:
+    def __init__(self, setup: Setup, children: Children, instances: int, ray: bool = False) -> None:
         self.setup = setup
+        head = None
+        if ray:  # a one-node Ray cluster on this machine, one CPU per instance (an instance holds num_cpus = 1)
+            self.name = "ray"
+            head, address = start_ray_head(children, setup.out, instances, child_env())
         model = {
             "id": setup.model_id,
             "task": "chat",
@@ -376,19 +388,23 @@ class Gateway(Target):
             "max_instances": instances,
             "instance_concurrency": 1,
         }
-        lines = ["[runtime]", "default_models = false", f'log_dir = "{setup.out / "instances"}"', "", "[[models]]"]
+        lines = ["[runtime]", "default_models = false", f'log_dir = "{setup.out / "instances"}"']
+        if head is not None:
+            lines += ['backend = "ray"', "", "[runtime.ray]", f'address = "{address}"']
+            lines += [f'node_ip_address = "{RAY_HEAD_IP}"']
+        lines += ["", "[[models]]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in model.items()]
         lines.append(
             f"engine_args = {{ n_ctx = {setup.n_ctx}, n_threads = {setup.n_threads}, "
             f"n_threads_batch = {setup.n_threads_batch} }}"
         )
-        config = setup.out / f"unimodel-{instances}.toml"
+        config = setup.out / f"{self.name}-{instances}.toml"
         config.write_text("\n".join(lines) + "\n")
         port = free_port()
         exe = Path(setup.python).parent / "unimodel"
         argv = [str(exe), "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(port)]
-        proc = children.start("unimodel", argv, setup.out / f"unimodel-{instances}.log", child_env())
-        self.procs = [proc]
+        proc = children.start(self.name, argv, setup.out / f"{self.name}-{instances}.log", child_env())
+        self.procs = [proc] if head is None else [proc, head]  # Ray's raylet and actors: ours, not others' CPU
         self.gateway_pid = proc.pid
         self.target = HttpTarget(port)
         deadline = time.monotonic() + setup.startup_timeout
@@ -555,6 +571,12 @@ def render(windows: list[Window], meta: dict[str, str], setup: Setup) -> str:
                 f"| {'–' if ratio is None else f'{ratio:.3f}'} | {_f(lat, 0)} | {_f(ttft, 0)} | {_f(gw, 2)} "
                 f"| {'yes' if all(w.all_length for w in ws) else 'NO'} | {sum(w.errors for w in ws)} | {others:.0%} |"
             )
+            local = _med([w.tok_s for w in by_target.get("unimodel", [])])
+            if target == "ray" and tok_s is not None and local:
+                checks.append(
+                    f"| tokens/s ray ÷ unimodel (local instances), {instances} instance(s), c={conc}, {mode} "
+                    f"| {tok_s / local:.3f} | ≥ {TARGET_RAY_RATIO:g} | {'PASS' if tok_s / local >= TARGET_RAY_RATIO else 'FAIL'} |"
+                )
             if target == "unimodel" and ratio is not None:
                 checks.append(
                     f"| tokens/s unimodel ÷ direct, {instances} instance(s), c={conc}, {mode} | {ratio:.3f} "
@@ -607,7 +629,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--instances", default="1,2", help="comma list of instance counts (default 1,2)")
     parser.add_argument("--concurrency", default="1,4", help="comma list of concurrent clients (default 1,4)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of stream,non-stream")
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of direct,worker,unimodel")
+    parser.add_argument(
+        "--targets",
+        default=",".join(t for t in ALL_TARGETS if t != "ray"),
+        help="comma list of direct,worker,unimodel,ray (ray: the ray extra)",
+    )
     parser.add_argument("--requests", type=int, default=24, help="requests per window (default 24)")
     parser.add_argument("--repeats", type=int, default=3, help="windows per target and cell (default 3)")
     parser.add_argument("--warmup", type=int, default=4, help="untimed requests per target before its cells")
@@ -668,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "direct": Direct,
         "worker": Workers,
         "unimodel": Gateway,
+        "ray": lambda setup, children, instances: Gateway(setup, children, instances, ray=True),
     }
     windows: list[Window] = []
     with interrupts_unwind():
