@@ -173,6 +173,30 @@ def test_an_unknown_diffusers_engine_arg_stops_the_load(generation_models: dict[
         worker.stop()
 
 
+def test_a_pipeline_that_takes_no_prompt_stops_the_load(tmp_path: Path) -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    worker = WorkerProcess(
+        "--engine", "diffusers", "--task", "text-to-image", "--model-id", "tiny/ddpm", "--path", str(tmp_path / "ddpm")
+    ).start()  # fmt: skip
+    try:
+        assert worker.wait_exit(120) != 0
+        assert "is a DDPMPipeline, which takes no prompt: not a text-to-image pipeline" in worker.stderr
+    finally:
+        worker.stop()
+
+
 def test_the_diffusers_engine_serves_text_to_image_only(generation_models: dict[str, Path]) -> None:
     worker = WorkerProcess(
         "--engine", "diffusers", "--task", "chat", "--model-id", "tiny/sd",

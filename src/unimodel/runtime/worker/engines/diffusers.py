@@ -12,6 +12,7 @@ factor (8 for Stable Diffusion); the pipeline's own default size is used when ne
 
 from __future__ import annotations
 
+import inspect
 import io
 from collections.abc import Mapping
 from typing import Any
@@ -61,7 +62,7 @@ class DiffusersEngine(Engine):
         pipe.set_progress_bar_config(disable=True)
         self._pipe = pipe.to("cpu")
         self._multiple = int(getattr(pipe, "vae_scale_factor", 8) or 8)
-        self._specs: dict[str, Spec] = {
+        specs: dict[str, Spec] = {
             "num_inference_steps": Spec("int", ge=1, le=self._max_steps, why="this model's max_steps"),
             "guidance_scale": Spec("float", ge=0, le=50),
             "width": Spec("int", ge=self._multiple),
@@ -69,6 +70,19 @@ class DiffusersEngine(Engine):
             "seed": Spec("int", ge=0, le=2**63 - 1),
             "negative_prompt": Spec("str"),
         }
+        # a pipeline that takes fewer (no negative prompt, a fixed size) refuses the rest by name, never a 500
+        parameters = inspect.signature(pipe.__call__).parameters.values()
+        self._takes = {p.name for p in parameters}
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            self._takes |= set(specs)
+        kind = type(pipe).__name__
+        if "prompt" not in self._takes:
+            raise LoadError(f"{source} is a {kind}, which takes no prompt: not a text-to-image pipeline")
+        self._reasons = {name: f"a {kind} takes no {name}" for name in specs if not self._accepts(name)}
+        self._specs = {name: spec for name, spec in specs.items() if self._accepts(name)}
+
+    def _accepts(self, name: str) -> bool:
+        return name == "seed" or name in self._takes  # the seed becomes the pipeline's generator
 
     def task_specs(self) -> Mapping[str, Spec]:
         return self._specs
@@ -77,16 +91,18 @@ class DiffusersEngine(Engine):
         prompt = task_input.get("text")
         if not isinstance(prompt, str) or not prompt.strip():
             raise invalid_request("'text' must be a non-empty prompt.", "text")
-        options = validate(params, self._specs, self.name)
-        width, height = self._size(options.pop("width", None), options.pop("height", None))
+        options = validate(params, self._specs, self.name, self._reasons)
+        if "width" in self._takes and "height" in self._takes:
+            options["width"], options["height"] = self._size(options.pop("width", None), options.pop("height", None))
         import torch
 
         seed = options.pop("seed", None)
-        generator = torch.Generator("cpu").manual_seed(seed) if seed is not None else None
+        if seed is not None and "generator" in self._takes:
+            options["generator"] = torch.Generator("cpu").manual_seed(seed)
+        elif seed is not None:
+            torch.manual_seed(seed)
         with torch.inference_mode():
-            found = self._pipe(
-                prompt, width=width, height=height, generator=generator, num_images_per_prompt=1, **options
-            )
+            found = self._pipe(prompt=prompt, **options)
         out = io.BytesIO()
         found.images[0].save(out, format="PNG")
         return MediaOutput(out.getvalue(), "image/png")
