@@ -119,7 +119,7 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
     pids_before = descendants(served.process.pid)
     assert len(pids_before) >= 3  # two gateway processes and the runtime process (plus uvicorn's helpers)
 
-    r = httpx.post(served.url + "/models/v2/admin/keys", json={"name": "team", "rps": 2}, headers=served.admin)
+    r = httpx.post(served.url + "/models/v2/admin/keys", json={"name": "team", "rps": 0.2}, headers=served.admin)
     assert r.status_code == 201, r.text
     key_id, key = r.json()["output"]["id"], r.json()["output"]["key"]
     headers = {"authorization": f"Bearer {key}", "provider-key": OPENAI_KEY}
@@ -132,20 +132,21 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
 
     with ThreadPoolExecutor(10) as pool:
         codes = list(pool.map(call, range(20)))
-    # 2 per second for the key across both processes (each process alone would let 2 through)
-    assert codes.count(200) == 2, codes
-    assert codes.count(429) == 18
+    # one request per 5 s for the key across both processes (each process alone would let one through); a burst of 1
+    # that refills only after 5 s keeps a slow machine, whose 20 calls spread over a second, from letting a third in
+    assert codes.count(200) == 1, codes
+    assert codes.count(429) == 19
 
-    time.sleep(1.1)
+    time.sleep(5.1)
     r = httpx.post(served.url + f"/models/v2/{OPEN_MODEL}", json={"input": "hi there"}, headers=headers, timeout=60)
     assert r.status_code == 200, r.text
     assert "hi there" in r.json()["output"]["content"] and "inference-time" in r.headers
 
-    clusters = httpx.get(served.url + "/models/v2/list/clusters", headers=headers).json()["output"]
+    clusters = httpx.get(served.url + "/models/v2/list/clusters", headers=served.admin).json()["output"]
     assert [c["instances"] for c in clusters if c["modelId"] == OPEN_MODEL] == [1]
 
     def usage() -> list[dict[str, object]]:
-        # (through the admin API: the key itself has used up its 2 requests per second)
+        # (through the admin API: the key itself has used up its one request per 5 s)
         out = httpx.get(served.url + "/models/v2/admin/usage", params={"key": key_id}, headers=served.admin).json()[
             "output"
         ]
@@ -153,11 +154,11 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
         return records
 
     deadline = time.monotonic() + 10
-    while len(usage()) < 3 and time.monotonic() < deadline:
+    while len(usage()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     records = usage()
-    # the 2 answered closed calls and the open call; refused calls never reached a model (they are in /metrics)
-    assert len(records) == 3
+    # the answered closed call and the open call; refused calls never reached a model (they are in /metrics)
+    assert len(records) == 2
     assert {r["keyId"] for r in records} == {key_id}
     open_calls = [r for r in records if r["kind"] == "open"]
     assert len(open_calls) == 1 and float(open_calls[0]["inferenceSeconds"]) > 0  # type: ignore[arg-type]
@@ -172,9 +173,9 @@ def test_workers_share_keys_limits_usage_and_one_runtime(served: Served) -> None
         )
 
     # counted once each, whichever process answered
-    assert requests_total('model="openai/gpt-4o"', 'status="200"') == 2
-    assert requests_total('status="429"') == 18
-    assert 'unimodel_rate_limited_total{limit="rps"} 18.0' in metrics
+    assert requests_total('model="openai/gpt-4o"', 'status="200"') == 1
+    assert requests_total('status="429"') == 19
+    assert 'unimodel_rate_limited_total{limit="rps"} 19.0' in metrics
     # the runtime process copies its controller's figures into the shared gauges every second
     deadline = time.monotonic() + 5
     ready = f'unimodel_open_instances{{model="{OPEN_MODEL}",state="ready"}} 1.0'
