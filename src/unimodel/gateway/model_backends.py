@@ -146,11 +146,12 @@ class OpenBackend:
         request = await inline_chat_images(self.gateway.fetcher, request, self.task)
         return await self.gateway.open.chat_stream(self.model_id, request, await self._admit())
 
-    async def run(self, payload: dict[str, Any]) -> Any:
+    async def run(self, payload: dict[str, Any], raw: bytes | None = None) -> Any:
         """A task other than chat: the instance's `POST /v1/run` with the v2 body (its media URLs fetched here,
         open_inputs.py); its output."""
-        payload = await inline_run_urls(self.gateway.fetcher, payload, self.task)
-        return await self.gateway.open.run(self.model_id, payload, await self._admit())
+        inlined = await inline_run_urls(self.gateway.fetcher, payload, self.task)
+        body = raw if raw is not None and inlined is payload else inlined  # `raw`: the same body as sent
+        return await self.gateway.open.run(self.model_id, body, await self._admit())
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
         """A text-to-image model's images (open_media.py turns the canonical request into run bodies)."""

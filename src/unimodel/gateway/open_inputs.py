@@ -32,9 +32,10 @@ def _is_web_url(value: Any) -> bool:
 
 
 async def inline_run_urls(media: MediaFetcher, payload: dict[str, Any], task: str) -> dict[str, Any]:
-    """`payload` with its media URLs replaced by the fetched bytes as data URIs (other tasks: as it is)."""
+    """`payload` with its media URLs replaced by the fetched bytes as data URIs; `payload` itself (the same
+    object) when it holds no URL to fetch, so that its caller may forward the body as it came."""
     kind = "image" if task in IMAGE_TASKS else "audio" if task in AUDIO_TASKS else None
-    if kind is None:
+    if kind is None or not _has_url(payload):
         return payload
     out = dict(payload)
     for name in _FIELDS:
@@ -50,6 +51,12 @@ async def inline_run_urls(media: MediaFetcher, payload: dict[str, Any], task: st
                 inner[name] = await _data_uri(media, inner[name], f"input.{name}", kind)
         out["input"] = inner
     return out
+
+
+def _has_url(payload: dict[str, Any]) -> bool:
+    value = payload.get("input")
+    inner = value if isinstance(value, dict) else {}
+    return any(_is_web_url(payload.get(name)) or _is_web_url(inner.get(name)) for name in _FIELDS) or _is_web_url(value)
 
 
 async def inline_chat_images(media: MediaFetcher, request: ChatRequest, task: str) -> ChatRequest:

@@ -100,7 +100,7 @@ async def _run_task(backend: OpenBackend, body: bytes) -> Response:
         raise InvalidRequest(
             f"'{backend.model_id}' is a {backend.task} model; streaming is for chat models.", param="stream"
         )
-    output = await backend.run(payload)
+    output = await backend.run(payload, raw=body)
     return json_response(to_json({"error": None, "output": output}), headers=backend.headers())
 
 

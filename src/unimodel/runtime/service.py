@@ -137,9 +137,11 @@ class OpenModels:
 
     # ------------------------------------------------------------------------------------- other tasks
 
-    async def run(self, model_id: str, body: dict[str, Any], metered: Metered) -> Any:
-        """A non-chat task: the v2 body goes to the instance's POST /v1/run; its `output` comes back."""
-        async with self._answer(model_id, "/v1/run", to_json(body), metered) as response:
+    async def run(self, model_id: str, body: dict[str, Any] | bytes, metered: Metered) -> Any:
+        """A non-chat task: the v2 body (or its JSON as the caller sent it: a MB-sized image is not encoded
+        again) goes to the instance's POST /v1/run; its `output` comes back."""
+        data = body if isinstance(body, bytes) else to_json(body)
+        async with self._answer(model_id, "/v1/run", data, metered) as response:
             raw = await self._read(response, model_id)
         answer = _json(raw, model_id)
         if not isinstance(answer, dict) or "output" not in answer:
