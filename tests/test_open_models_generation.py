@@ -25,6 +25,7 @@ from unimodel.store import Store
 
 from .fakes.hf_hub import FakeHub
 from .fakes.server import LiveServer
+from .served import serve
 from .worker_generation_models import generation_models
 
 pytestmark = pytest.mark.skipif(
@@ -253,3 +254,25 @@ def test_generated_media_belongs_to_the_key_that_made_it(generation_models: dict
         assert httpx.get(made.data[0].url, headers={"authorization": f"Bearer {mine}"}).status_code == 200
     finally:
         live.stop(timeout_s=30)
+
+
+def test_under_serve_workers_the_media_url_names_the_address_the_caller_used(
+    generation_models: dict[str, Path], tmp_path: Path, clean_redis_url: str
+) -> None:
+    # the runtime process makes the URL; it must name the gateway's address, not the runtime's internal one
+    model = (
+        f'[[models]]\nid = "{IMAGER}"\ntask = "text-to-image"\nengine = "diffusers"\n'
+        f'path = "{generation_models["text-to-image"]}"\n'
+    )
+    config = f'[limits]\nredis_url = "{clean_redis_url}"\n{model}'
+    with serve(tmp_path, config, server="workers = 2", runtime=f'log_dir = "{tmp_path / "logs"}"') as served:
+        r = httpx.post(f"{served.url}/models/v2/{IMAGER}", json={"input": "a dot", "params": FAST}, timeout=180)
+        assert r.status_code == 200, r.text
+        url = r.json()["output"]
+        assert url.startswith(served.url + "/models/v2/media/"), url
+        assert png_size(httpx.get(url).content) == (64, 64)
+        made = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0, timeout=180)
+        image = made.images.generate(model=IMAGER, prompt="another dot", extra_body=FAST)
+        assert image.data is not None and image.data[0].url is not None
+        assert image.data[0].url.startswith(served.url + "/models/v2/media/")
+        assert png_size(httpx.get(image.data[0].url).content) == (64, 64)

@@ -40,6 +40,7 @@ class RequestContext:
     metered: Metered | None = None  # open models: the instance-seconds, known once the answer is done
     counted: bool = True  # False in the runtime process: the gateway process counts the request
     record: bool = True  # False when another process writes this request's usage record
+    base_url: str | None = None  # the caller's base URL as the forwarding gateway process saw it (runtime process)
     on_finish: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def routed(self, model: str, kind: Literal["open", "closed"], provider: str | None = None) -> None:

@@ -36,6 +36,7 @@ from starlette.requests import Request
 
 from ..media_settings import MediaStoreConfig
 from ..protocol import NotFound, UnimodelError
+from .context import context
 
 MEDIA_PATH = "/models/v2/media/"
 RESCAN_S = 60.0  # how often a put re-reads the directory rather than trusting this process's own index
@@ -193,7 +194,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def media_base_url(request: Request, config: MediaStoreConfig) -> str:
-    """Where the caller reaches this server: `[media.store] public_url`, else the request's own scheme and host."""
+    """Where the caller reaches this server: `[media.store] public_url`, else the base URL the caller used — in the
+    runtime process of `serve --workers N`, the one the forwarding gateway process saw (sent with the internal
+    token), not the runtime's own internal address."""
     if config.public_url:
         return config.public_url
-    return str(request.base_url).rstrip("/")
+    return context(request).base_url or str(request.base_url).rstrip("/")

@@ -27,7 +27,7 @@ from .limits import RateDecision, rate_headers
 from .logs import request_id_var
 from .origins import OpenModeGuard
 from .platform import Platform
-from .runtime_link import KEY_ADMIN_HEADER, KEY_ID_HEADER, TOKEN_HEADER, token_matches
+from .runtime_link import BASE_URL_HEADER, KEY_ADMIN_HEADER, KEY_ID_HEADER, TOKEN_HEADER, token_matches
 
 log = logging.getLogger("unimodel.access")
 
@@ -96,6 +96,7 @@ class PlatformMiddleware:
                     key_id=headers.get(KEY_ID_HEADER), name="forwarded", admin=headers.get(KEY_ADMIN_HEADER) == "1"
                 )
                 ctx.counted = False
+                ctx.base_url = headers.get(BASE_URL_HEADER)
             elif path not in PUBLIC_PATHS and not is_console_path(path):  # the console's files hold no data
                 try:
                     ctx.principal = await self.platform.authenticate(headers)

@@ -32,6 +32,7 @@ TOKEN_HEADER = "x-unimodel-internal"
 KEY_ID_HEADER = "x-unimodel-key-id"
 KEY_NAME_HEADER = "x-unimodel-key-name"
 KEY_ADMIN_HEADER = "x-unimodel-key-admin"  # the caller's key is an admin key (the cluster API's changes need one)
+BASE_URL_HEADER = "x-unimodel-base-url"  # where the caller reached the gateway (the URLs of generated media)
 _FORWARDED_REQUEST = ("content-type", "accept", "x-request-id")
 _DROPPED_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection", "x-request-id", "date", "server"})
 
@@ -67,6 +68,7 @@ class RuntimeLink:
         headers = {name: value for name in _FORWARDED_REQUEST if (value := request.headers.get(name)) is not None}
         headers["x-request-id"] = ctx.request_id
         headers[TOKEN_HEADER] = self._token
+        headers[BASE_URL_HEADER] = str(request.base_url).rstrip("/")
         if ctx.principal.key_id is not None:
             headers[KEY_ID_HEADER] = ctx.principal.key_id
             if ctx.principal.admin:
