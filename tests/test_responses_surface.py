@@ -39,7 +39,9 @@ from unimodel.store import StoreError
 
 from .conftest import OPENAI_KEY
 from .fakes.anthropic_fake import create_anthropic_app
+from .fakes.cohere_fake import create_cohere_app
 from .fakes.google_fake import create_google_app
+from .fakes.mistral_fake import create_mistral_app
 from .fakes.openai_fake import create_openai_app
 from .fakes.script import FakeReply, FakeScript
 from .fakes.server import LiveServer
@@ -48,13 +50,23 @@ from .platform_helpers import PlatformFactory
 FAKE_WORKER = str(Path(__file__).parent / "fakes" / "fake_worker.py")
 ANTHROPIC_KEY = "sk-ant-api03-responses-Qw77secretANTHROPIC"
 GOOGLE_KEY = "AIzaSy-responses-secretGOOGLEkey000000"
+MISTRAL_KEY = "mistral-responses-secretMISTRALkey0000"
+COHERE_KEY = "cohere-responses-secretCOHEREkey000000"
 OPEN = "acme/tiny-chat"
 CLOSED = {
     "openai": "openai/gpt-4o-mini",
     "anthropic": "anthropic/claude-sonnet-4-5",
     "google": "google/gemini-2.5-flash",
+    "mistral": "mistral/mistral-large-latest",
+    "cohere": "cohere/command-a-03-2025",
 }
-KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY, "google": GOOGLE_KEY}
+KEYS = {
+    "openai": OPENAI_KEY,
+    "anthropic": ANTHROPIC_KEY,
+    "google": GOOGLE_KEY,
+    "mistral": MISTRAL_KEY,
+    "cohere": COHERE_KEY,
+}
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -92,11 +104,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "openai": FakeScript(api_key=OPENAI_KEY),
         "anthropic": FakeScript(api_key=ANTHROPIC_KEY),
         "google": FakeScript(api_key=GOOGLE_KEY),
+        "mistral": FakeScript(api_key=MISTRAL_KEY),
+        "cohere": FakeScript(api_key=COHERE_KEY),
     }
     fakes = {
         "openai": LiveServer(create_openai_app(scripts["openai"])).start(),
         "anthropic": LiveServer(create_anthropic_app(scripts["anthropic"])).start(),
         "google": LiveServer(create_google_app(scripts["google"])).start(),
+        "mistral": LiveServer(create_mistral_app(scripts["mistral"])).start(),
+        "cohere": LiveServer(create_cohere_app(scripts["cohere"])).start(),
     }
     base = {"max_retries": 0, "read_timeout_s": 10.0}
     settings = Settings(
@@ -104,6 +120,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "openai": {**base, "base_url": fakes["openai"].url + "/v1"},
             "anthropic": {**base, "base_url": fakes["anthropic"].url},
             "google": {**base, "base_url": fakes["google"].url},
+            "mistral": {**base, "base_url": fakes["mistral"].url},
+            "cohere": {**base, "base_url": fakes["cohere"].url},
         },
         models=[{"id": OPEN, "task": "chat", "idle_timeout_s": 120, "engine_args": {"load_s": 0.1}}],
         runtime={"default_models": False, "log_dir": str(tmp), "tick_s": 0.5},
@@ -117,7 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         fake.stop()
 
 
-PROVIDERS = ["openai", "anthropic", "google"]
+PROVIDERS = ["openai", "anthropic", "google", "mistral", "cohere"]
 
 
 @pytest.fixture(autouse=True)
@@ -258,7 +276,10 @@ def test_stream_of_function_calls(world: World, which: str) -> None:
     events = list(client.responses.create(model=model, input="Oslo and Lima?", tools=[WEATHER], stream=True))  # type: ignore[list-item]
     added = [e.item for e in events if e.type == "response.output_item.added"]  # type: ignore[union-attr]
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
-    assert [a.type for a in added] == ["function_call", "function_call"]
+    # Cohere says its plan (`tool_plan`) before its calls, as the real API does: a message item comes first
+    plan = ["message"] if which == "cohere" else []
+    assert [a.type for a in added] == [*plan, "function_call", "function_call"]
+    added = added[len(plan) :]
     assert [json.loads(d.arguments) for d in done] == [{"city": "Oslo"}, {"city": "Lima"}]  # type: ignore[union-attr]
     deltas: dict[int, str] = {}
     for e in events:
@@ -266,7 +287,7 @@ def test_stream_of_function_calls(world: World, which: str) -> None:
             deltas[e.output_index] = deltas.get(e.output_index, "") + e.delta
     assert [json.loads(v) for _, v in sorted(deltas.items())] == [{"city": "Oslo"}, {"city": "Lima"}]
     final = events[-1].response  # type: ignore[union-attr]
-    assert [o.call_id for o in final.output] == [a.call_id for a in added]
+    assert [o.call_id for o in final.output[len(plan) :]] == [a.call_id for a in added]
     assert [e.sequence_number for e in events] == list(range(len(events)))
 
 
