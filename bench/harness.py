@@ -138,10 +138,17 @@ def free_port() -> int:
 
 
 def children_of(pid: int) -> list[int]:
+    """``pid``'s children, whichever of its threads started them (a raylet starts its workers from other
+    threads than its main one)."""
+    found: list[int] = []
     try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return []
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def tree_pids(root: int) -> list[int]:
