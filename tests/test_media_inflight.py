@@ -1,5 +1,6 @@
-"""`[media] max_inflight_bytes`: the image bytes fetched for inline-only providers, held by all requests together
-until each one's upstream call is sent, stay under one cap; requests past it wait in line, then get a 503.
+"""`[media] max_inflight_bytes`: the image bytes fetched for inline-only providers (and the media of open models),
+held by all requests together until each one's upstream call is sent (an open model's: until its instance has
+answered), stay under one cap; requests past it wait in line, then get a 503.
 
 Real HTTP on loopback throughout: an image host whose `/held/…` images answer only once a test opens its gate (so
 a request can be kept mid-fetch without timing), the faithful Gemini fake upstream, and the gateway or a
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +41,7 @@ from unimodel.protocol import (
 from unimodel.providers import ProviderClient
 from unimodel.providers.google import GoogleAdapter
 from unimodel.providers.media import BUSY, FAILED, REFUSED, InflightBytes, MediaFetcher
+from unimodel.runtime.backend import LocalBackend, worker_command
 
 from .fakes.google_fake import create_google_app
 from .fakes.script import FakeReply, FakeScript, RecordedRequest
@@ -45,6 +50,7 @@ from .fakes.server import LiveServer
 GOOGLE_KEY = "AIzaSyTest-inflight-GOOGLEkey000000"
 PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 CAP_GAUGE = "unimodel_media_inflight_bytes"
+FAKE_WORKER = str(Path(__file__).parent / "fakes" / "fake_worker.py")
 
 
 def image(size: int) -> bytes:
@@ -396,3 +402,35 @@ async def test_a_waiter_that_times_out_lets_the_ones_behind_it_in() -> None:
         await large
     await small  # the head left: the small one fits and goes
     assert line.used == 70 and line.waiting == 0
+
+
+async def test_an_open_models_fetched_media_count_under_the_cap_until_its_instance_answers(
+    host: ImageHost, gemini: tuple[WatchingScript, str], tmp_path: Path
+) -> None:
+    # the gateway fetches an open model's image URL and sends the bytes inline: they are held like a provider's
+    _, upstream = gemini
+    settings = Settings(
+        providers={"google": ProviderConfig(base_url=upstream, api_key=GOOGLE_KEY, max_retries=0)},
+        media=MediaConfig(allow_hosts=["127.0.0.1"], max_bytes=10_000, max_inflight_bytes=15_000, inflight_wait_s=0.2),
+        models=[{"id": "acme/see", "task": "image-classification", "engine_args": {"delay_s": 1.5}}],
+        runtime={"default_models": False, "log_dir": str(tmp_path)},
+    )
+    command = functools.partial(worker_command, program=[sys.executable, FAKE_WORKER])
+    app = create_app(settings, backend=LocalBackend(settings.runtime, command_for=command))
+    inflight: InflightBytes = app.state.gateway._media.inflight
+    with LiveServer(app) as gateway:
+        async with httpx.AsyncClient(timeout=60) as client:
+            run = asyncio.create_task(
+                client.post(gateway.url + "/models/v2/acme/see", json={"input": f"{host.url}/png/9000"})
+            )
+            await until(lambda: inflight.used == 9000, "the open model's image fetched and held")
+            busy = await client.post(
+                gateway.url + "/models/v2/google/gemini-2.5-flash", json=images_body(f"{host.url}/png/9000")
+            )
+            assert inflight.used == 9000  # still held: the instance has not answered yet
+            answer = await run
+    assert (busy.status_code, busy.json()["code"]) == (503, BUSY)
+    assert answer.status_code == 200, answer.text
+    sent = base64.b64encode(image(9000)).decode()
+    assert answer.json()["output"] == f"echo: data:image/png;base64,{sent}"  # the fake worker echoes what it got
+    assert inflight.used == 0 and gauge() == 0

@@ -137,8 +137,10 @@ class OpenBackend:
         return self.ctx.metered
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        request = await inline_chat_images(self.gateway.fetcher, request, self.task)  # a URL goes in as its bytes
-        result = await self.gateway.open.chat(self.model_id, request, await self._admit())
+        # a URL goes in as its bytes, counted under [media] max_inflight_bytes until the instance has answered
+        with self.gateway.fetcher.hold() as hold:
+            request = await inline_chat_images(self.gateway.fetcher, request, self.task, hold)
+            result = await self.gateway.open.chat(self.model_id, request, await self._admit())
         self.ctx.add_usage(result.usage)
         return result
 
@@ -149,9 +151,10 @@ class OpenBackend:
     async def run(self, payload: dict[str, Any], raw: bytes | None = None) -> Any:
         """A task other than chat: the instance's `POST /v1/run` with the v2 body (its media URLs fetched here,
         open_inputs.py); its output."""
-        inlined = await inline_run_urls(self.gateway.fetcher, payload, self.task)
-        body = raw if raw is not None and inlined is payload else inlined  # `raw`: the same body as sent
-        return await self.gateway.open.run(self.model_id, body, await self._admit())
+        with self.gateway.fetcher.hold() as hold:  # fetched bytes count until the instance has answered
+            inlined = await inline_run_urls(self.gateway.fetcher, payload, self.task, hold)
+            body = raw if raw is not None and inlined is payload else inlined  # `raw`: the same body as sent
+            return await self.gateway.open.run(self.model_id, body, await self._admit())
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
         """A text-to-image model's images (open_media.py turns the canonical request into run bodies)."""

@@ -15,7 +15,7 @@ import base64
 from typing import Any
 
 from ..protocol import ChatRequest
-from ..providers.media import MediaFetcher
+from ..providers.media import Budget, MediaFetcher, MediaHold
 
 IMAGE_TASKS = frozenset({
     "image-classification", "zero-shot-image-classification", "object-detection", "zero-shot-object-detection",
@@ -31,25 +31,33 @@ def _is_web_url(value: Any) -> bool:
     return isinstance(value, str) and value.lstrip()[:8].lower().startswith(("http://", "https://"))
 
 
-async def inline_run_urls(media: MediaFetcher, payload: dict[str, Any], task: str) -> dict[str, Any]:
+async def inline_run_urls(
+    media: MediaFetcher, payload: dict[str, Any], task: str, hold: MediaHold | None = None
+) -> dict[str, Any]:
     """`payload` with its media URLs replaced by the fetched bytes as data URIs; `payload` itself (the same
-    object) when it holds no URL to fetch, so that its caller may forward the body as it came."""
+    object) when it holds no URL to fetch, so that its caller may forward the body as it came.
+
+    The fetched bytes count against `[media] max_inflight_bytes` in `hold` (until the caller leaves its `with`
+    block, once the body has been sent on); without one, only while they are fetched."""
     kind = "image" if task in IMAGE_TASKS else "audio" if task in AUDIO_TASKS else None
     if kind is None or not _has_url(payload):
         return payload
+    if hold is None:
+        with media.hold() as own:
+            return await inline_run_urls(media, payload, task, own)
     out = dict(payload)
-    for name in _FIELDS:
-        if _is_web_url(out.get(name)):
-            out[name] = await _data_uri(media, out[name], name, kind)
     value = out.get("input")
+    inner = dict(value) if isinstance(value, dict) else None
+    # where each URL sits: (the dict holding it, its key there, the name errors give it)
+    places = [(out, name, name) for name in _FIELDS if _is_web_url(out.get(name))]
     if isinstance(value, str) and _is_web_url(value):
-        out["input"] = await _data_uri(media, value, "input", kind)
-    elif isinstance(value, dict):
-        inner = dict(value)
-        for name in _FIELDS:
-            if _is_web_url(inner.get(name)):
-                inner[name] = await _data_uri(media, inner[name], f"input.{name}", kind)
+        places.append((out, "input", "input"))
+    elif inner is not None:
+        places += [(inner, name, f"input.{name}") for name in _FIELDS if _is_web_url(inner.get(name))]
         out["input"] = inner
+    budget = await media.budget(hold, [where for _, _, where in places], kind)
+    for holder, name, where in places:
+        holder[name] = await _data_uri(media, holder[name], where, kind, budget)
     return out
 
 
@@ -59,17 +67,19 @@ def _has_url(payload: dict[str, Any]) -> bool:
     return any(_is_web_url(payload.get(name)) or _is_web_url(inner.get(name)) for name in _FIELDS) or _is_web_url(value)
 
 
-async def inline_chat_images(media: MediaFetcher, request: ChatRequest, task: str) -> ChatRequest:
+async def inline_chat_images(
+    media: MediaFetcher, request: ChatRequest, task: str, hold: MediaHold | None = None
+) -> ChatRequest:
     """A vision-language model's chat request with its image URLs fetched (a text-only model's is left as it is:
-    its instance refuses an image part with a 400 before anything is fetched)."""
+    its instance refuses an image part with a 400 before anything is fetched); the bytes count in `hold`, as
+    for `inline_run_urls`."""
     if task not in VISION_CHAT_TASKS:
         return request
-    with media.hold() as hold:
-        return await media.inline_images(request, hold=hold)
+    return await media.inline_images(request, hold=hold)
 
 
-async def _data_uri(media: MediaFetcher, url: str, where: str, kind: str) -> str:
-    body, content_type, _ = await media.fetch_media(url.strip(), where, kind)
+async def _data_uri(media: MediaFetcher, url: str, where: str, kind: str, budget: Budget) -> str:
+    body, content_type, _ = await media.fetch_media(url.strip(), where, kind, budget)
     mime = content_type.partition(";")[0].strip().lower() or "application/octet-stream"
     if "/" not in mime or any(c in mime for c in ",; "):
         mime = "application/octet-stream"

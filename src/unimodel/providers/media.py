@@ -311,7 +311,7 @@ class MediaHold:
         self.shrink_to(0)
 
 
-class _Budget:
+class Budget:
     """Bytes the images of one request may still take together, and what each image may still need of the
     room its request holds (`claims`: the size cap, then the declared length, then the real size)."""
 
@@ -402,32 +402,38 @@ class MediaFetcher:
         if hold is None:
             with self.hold() as own:
                 return await self.inline_images(request, keep, own)
-        # A request's images never take more than the cap: it could never get that much room.
-        limit = min(self.config.max_total_bytes, self.inflight.capacity)
-        try:
-            await hold.reserve(min(limit, len(wanted) * self.config.max_bytes), self.config.inflight_wait_s)
-        except TimeoutError:
-            raise MediaBusy(
-                f"unimodel already holds as many fetched image bytes as it may at once ([media] max_inflight_bytes, "
-                f"{_size(self.inflight.capacity)}) and no room opened within {self.config.inflight_wait_s:g} s. "
-                "Retry shortly, or send the images as base64.",
-                retry_after=BUSY_RETRY_AFTER_S,
-            ) from None
-        budget = _Budget(limit, hold, {where: self.config.max_bytes for where in wanted.values()})
+        budget = await self.budget(hold, list(wanted.values()), "image")
         fetched = await self._fetch_all(wanted, budget)
         return dataclasses.replace(request, messages=tuple(_swap_message(m, fetched) for m in request.messages))
 
-    async def fetch(self, url: str, where: str = "image", budget: _Budget | None = None) -> ImagePart:
+    async def budget(self, hold: MediaHold, places: list[str], kind: str = "image") -> Budget:
+        """Room under `max_inflight_bytes`, taken into `hold`, for the media of one request at `places` (each at
+        most `max_bytes` until its size is known, then what it really takes); the budget their fetches share.
+        Raises MediaBusy (503) when no room opened within `inflight_wait_s`."""
+        # A request's media never take more than the cap: it could never get that much room.
+        limit = min(self.config.max_total_bytes, self.inflight.capacity)
+        try:
+            await hold.reserve(min(limit, len(places) * self.config.max_bytes), self.config.inflight_wait_s)
+        except TimeoutError:
+            raise MediaBusy(
+                f"unimodel already holds as many fetched {kind} bytes as it may at once ([media] max_inflight_bytes, "
+                f"{_size(self.inflight.capacity)}) and no room opened within {self.config.inflight_wait_s:g} s. "
+                f"Retry shortly, or send the {kind} as base64.",
+                retry_after=BUSY_RETRY_AFTER_S,
+            ) from None
+        return Budget(limit, hold, {where: self.config.max_bytes for where in places})
+
+    async def fetch(self, url: str, where: str = "image", budget: Budget | None = None) -> ImagePart:
         """The image at `url` as an ImagePart with base64 `data` and `mime_type`; `where` names it in errors."""
         body, content_type, origin = await self.fetch_media(url, where, "image", budget)
         return _image_part(body, content_type, where, origin)
 
     async def fetch_media(
-        self, url: str, where: str, kind: str = "image", budget: _Budget | None = None
+        self, url: str, where: str, kind: str = "image", budget: Budget | None = None
     ) -> tuple[bytearray, str, str]:
         """The body at `url` (any media: `kind` is "image" or "audio", for the `accept` header and the errors),
         its content type and the origin it came from, under the same guard and caps as every image fetch."""
-        budget = budget or _Budget(self.config.max_total_bytes)
+        budget = budget or Budget(self.config.max_total_bytes)
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 body, content_type, origin = await self._fetch(url, where, budget, kind)
@@ -437,7 +443,7 @@ class MediaFetcher:
             _fail(FAILED, where, f"{origin} answered the {kind} URL with an empty body")
         return body, content_type, origin
 
-    async def _fetch_all(self, wanted: dict[str, str], budget: _Budget) -> dict[str, ImagePart]:
+    async def _fetch_all(self, wanted: dict[str, str], budget: Budget) -> dict[str, ImagePart]:
         limit = asyncio.Semaphore(self.config.max_concurrency)
 
         async def one(url: str, where: str) -> ImagePart:
@@ -451,7 +457,7 @@ class MediaFetcher:
             raise errors.exceptions[0] from None  # the first failure; the other fetches were cancelled
         return {url: task.result() for url, task in tasks.items()}
 
-    async def _fetch(self, url: str, where: str, budget: _Budget, kind: str) -> tuple[bytearray, str, str]:
+    async def _fetch(self, url: str, where: str, budget: Budget, kind: str) -> tuple[bytearray, str, str]:
         try:
             current = httpx.URL(url)
         except (httpx.InvalidURL, TypeError):
@@ -560,7 +566,7 @@ class MediaFetcher:
                 _fail(FAILED, where, f"the connection to {target.origin} failed ({type(exc).__name__})")
         _fail(FAILED, where, f"could not connect to {target.origin}")
 
-    async def _read(self, response: httpx.Response, where: str, budget: _Budget, kind: str = "image") -> bytearray:
+    async def _read(self, response: httpx.Response, where: str, budget: Budget, kind: str = "image") -> bytearray:
         """The body in one buffer (sized up front when declared): no list of chunks joined into a second copy."""
         cap = self.config.max_bytes
         header = response.headers.get("content-length", "")
