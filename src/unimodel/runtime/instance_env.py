@@ -96,3 +96,38 @@ def instance_environment(
         else:
             env[name] = value
     return env
+
+
+# What the gateway's environment says about its own machine rather than about where an instance runs elsewhere (a
+# container keeps its image's, a Ray node its own: a host PATH or VIRTUAL_ENV would break them).
+HOST_ONLY = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+        "XDG_CACHE_HOME",
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "TRANSFORMERS_CACHE",
+        "SENTENCE_TRANSFORMERS_HOME",
+    }
+)
+
+
+def remote_instance_environment(
+    environ: Mapping[str, str], pass_env: Iterable[str] = (), model_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """`instance_environment` for an instance that runs somewhere other than this machine (a container, a Ray
+    node): less what describes this machine (HOST_ONLY), unless pass_env or the model's env names it."""
+    pass_env = list(pass_env)
+    explicit = set(pass_env) | set(model_env or {})
+    allowed = instance_environment(environ, pass_env, model_env)
+    return {name: value for name, value in allowed.items() if name not in HOST_ONLY or name in explicit}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +90,18 @@ class Backend(abc.ABC):
         num_gpus=1"); None when none waits (a backend that always has a place: this machine)."""
         return None
 
-    @abc.abstractmethod
     def log_tail(self, instance: Instance, lines: int = 20) -> str:
-        """The last `lines` lines of the instance's output ("" when there is none)."""
+        """The last `lines` lines of the instance's output ("" when there is none): its log file's last 64 KiB."""
+        if instance.log_path is None:
+            return ""
+        try:
+            with open(instance.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
     async def aclose(self) -> None:
         """Stop every instance this backend started and release its resources."""

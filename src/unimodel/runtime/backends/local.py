@@ -206,18 +206,6 @@ class LocalBackend(Backend):
         """The ids of the instances whose process has not exited yet."""
         return list(self._procs)
 
-    def log_tail(self, instance: Instance, lines: int = 20) -> str:
-        if instance.log_path is None:
-            return ""
-        try:
-            with open(instance.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
     async def aclose(self) -> None:
         procs = list(self._procs.values())
         for proc in procs:

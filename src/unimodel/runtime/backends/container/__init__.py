@@ -35,6 +35,7 @@ socket, and the leftovers are swept at the first successful connection.
 The SDK blocks: its calls run in this backend's own threads, never on the event loop.
 """
 
+from ...instance_env import HOST_ONLY
 from .backend import ContainerBackend, ContainerInstance, container_backend
 from .errors import (
     ContainerEngineUnavailable,
@@ -43,7 +44,7 @@ from .errors import (
     ContainerImagePullFailed,
     ContainerStartFailed,
 )
-from .options import HOST_ONLY, container_environment, create_options
+from .options import container_environment, create_options
 from .ownership import LABEL_INSTANCE, LABEL_MODEL, LABEL_OWNER, LABEL_SERVER, Ownership
 
 __all__ = [

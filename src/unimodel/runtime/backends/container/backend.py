@@ -555,18 +555,6 @@ class ContainerBackend(Backend):
         """Per model: `oom_kills`, its containers the kernel killed for memory."""
         return {model: {"oom_kills": n} for model, n in self.oom_kills.items()}
 
-    def log_tail(self, instance: Instance, lines: int = 20) -> str:
-        if instance.log_path is None:
-            return ""
-        try:
-            with open(instance.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
     async def aclose(self) -> None:
         """Stop every container of this run (5 s grace), remove them, and let go of the engine and the lock."""
         if self._closed:

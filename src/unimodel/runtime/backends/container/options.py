@@ -11,32 +11,9 @@ from docker.types import DeviceRequest, Mount, Ulimit
 
 from ....config import OpenModelConfig, RuntimeConfig
 from ....container_settings import ContainerConfig, ModelContainerConfig, render
-from ...instance_env import instance_environment
+from ...instance_env import remote_instance_environment
 from ..local import worker_command
 from .ownership import LABEL_INSTANCE, LABEL_MODEL, LABEL_OWNER, LABEL_SERVER, Ownership
-
-# What the gateway's environment says about this machine rather than about the image: a container keeps its
-# image's (a host PATH or VIRTUAL_ENV would break it). pass_env or the model's env can still set them.
-HOST_ONLY = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "TMPDIR",
-        "TMP",
-        "TEMP",
-        "PYTHONPATH",
-        "VIRTUAL_ENV",
-        "LD_LIBRARY_PATH",
-        "XDG_CACHE_HOME",
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "TRANSFORMERS_CACHE",
-        "SENTENCE_TRANSFORMERS_HOME",
-    }
-)
 
 
 def container_environment(
@@ -47,12 +24,7 @@ def container_environment(
 ) -> dict[str, str]:
     """A container's environment: instance_env.py's allow-list, less what describes this machine (HOST_ONLY),
     unless pass_env or the model's env names it; the mounted Hugging Face cache, offline."""
-    explicit = set(pass_env) | set(model_env)
-    env = {
-        name: value
-        for name, value in instance_environment(environ, pass_env, model_env).items()
-        if name not in HOST_ONLY or name in explicit
-    }
+    env = remote_instance_environment(environ, pass_env, model_env)
     if hf_cache is not None:
         env.setdefault("HF_HUB_CACHE", hf_cache)
         env.setdefault("HF_HUB_OFFLINE", "1")  # the gateway pulls; a container reads the cache (read-only)

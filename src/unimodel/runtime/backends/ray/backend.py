@@ -23,7 +23,7 @@ import httpx
 
 from ....config import HubConfig, OpenModelConfig, RuntimeConfig, Settings
 from ....ray_settings import ModelRayConfig, RayConfig
-from ...instance_env import instance_environment
+from ...instance_env import HOST_ONLY, remote_instance_environment
 from ...raynode.host import WORKER_PROGRAM
 from ..base import Backend, Instance
 from ..local import WORKER_PROGRAM as LOCAL_WORKER_PROGRAM
@@ -38,28 +38,6 @@ log = logging.getLogger("unimodel.runtime")
 
 T = TypeVar("T")
 
-# What describes the gateway's machine rather than the node's: the node's own values are used (a model's env or
-# pass_env may still name them).
-HOST_ONLY = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "TMPDIR",
-        "TMP",
-        "TEMP",
-        "PYTHONPATH",
-        "VIRTUAL_ENV",
-        "LD_LIBRARY_PATH",
-        "XDG_CACHE_HOME",
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "TRANSFORMERS_CACHE",
-        "SENTENCE_TRANSFORMERS_HOME",
-    }
-)
 FINAL_LOG_TIMEOUT_S = 2.0
 PORT_GONE_GRACE_S = 0.3  # a worker's port refuses: how long its actor may take to report the exit code
 RAYLET_PROBE_S = 1.0  # a node's raylet that takes no TCP connection within this long counts as lost
@@ -201,9 +179,7 @@ class RayBackend(Backend):
     def worker_environment(self, spec: OpenModelConfig) -> dict[str, str]:
         """What the gateway allows an instance (instance_env.py's allow-list, never its secrets), less what
         describes this machine (HOST_ONLY) unless pass_env or the model's env names it; the node adds its own."""
-        explicit = set(self._runtime.pass_env) | set(spec.env)
-        allowed = instance_environment(self._environ, self._runtime.pass_env, spec.env)
-        return {k: v for k, v in allowed.items() if k not in HOST_ONLY or k in explicit}
+        return remote_instance_environment(self._environ, self._runtime.pass_env, spec.env)
 
     def worker_argv(self, spec: OpenModelConfig) -> tuple[list[str], dict[str, int]]:
         """The worker's command line, built here (the local backend's) so that the node imports nothing of
@@ -642,18 +618,6 @@ class RayBackend(Backend):
     def placements(self) -> dict[str, dict[str, Any]]:
         """Instance id → where it runs (node, resources, actor)."""
         return {i: t.instance.placement() for i, t in self._tracked.items()}
-
-    def log_tail(self, instance: Instance, lines: int = 20) -> str:
-        if instance.log_path is None:
-            return ""
-        try:
-            with open(instance.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
     async def aclose(self) -> None:
         """Stop every instance of this run (5 s grace) and every leftover not adopted; end their actors."""
