@@ -196,6 +196,7 @@ class _Open:
     index: int
     item: dict[str, Any]
     text: list[str] = field(default_factory=list)
+    where: bytes | None = None  # a delta event's JSON between its sequence number and its delta (text deltas)
 
 
 class _Events:
@@ -213,21 +214,40 @@ class _Events:
         self.sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + to_json(data) + b"\n\n"
 
+    def _head(self, kind: str) -> bytes:
+        """An event's bytes up to its sequence number's end (what `event` writes first), for events whose rest is
+        JSON already made: `kind` is a plain event name, which JSON writes as it is."""
+        head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (kind.encode(), kind.encode(), self.sequence)
+        self.sequence += 1
+        return head
+
+    def response_event(self, kind: str, response_json: bytes) -> bytes:
+        """`event(kind, {"response": …})` with the Response object's JSON made once (created and in_progress share
+        it)."""
+        return self._head(kind) + b',"response":' + response_json + b"}\n\n"
+
     def _add(self, item: dict[str, Any]) -> tuple[_Open, bytes]:
         opened = _Open(len(self.output), item)
         self.output.append(item)
         return opened, self.event("response.output_item.added", {"output_index": opened.index, "item": item})
 
     def text(self, delta: str) -> list[bytes]:
-        out = [*self.close_reasoning(), *self.close_calls()]
-        if self.message is None:
-            self.message, added = self._add(message_item(new_id("msg_"), "", "in_progress") | {"content": []})
-            where = {"item_id": self.message.item["id"], "output_index": self.message.index, "content_index": 0}
-            part = {**where, "part": text_part("")}
-            out += [added, self.event("response.content_part.added", part)]
-        self.message.text.append(delta)
-        where = {"item_id": self.message.item["id"], "output_index": self.message.index, "content_index": 0}
-        out.append(self.event("response.output_text.delta", {**where, "delta": delta, "logprobs": []}))
+        message = self.message
+        if message is None or self.reasoning is not None or self.calls:
+            out = [*self.close_reasoning(), *self.close_calls()]
+            if message is None:
+                message, added = self._add(message_item(new_id("msg_"), "", "in_progress") | {"content": []})
+                self.message = message
+                where = {"item_id": message.item["id"], "output_index": message.index, "content_index": 0}
+                out += [added, self.event("response.content_part.added", {**where, "part": text_part("")})]
+        else:
+            out = []
+        message.text.append(delta)
+        if message.where is None:  # `{"item_id":…,"output_index":…,"content_index":0,"delta":`, made once per item
+            where = {"item_id": message.item["id"], "output_index": message.index, "content_index": 0}
+            message.where = b"," + to_json(where)[1:-1] + b',"delta":'
+        event = self._head("response.output_text.delta") + message.where + to_json(delta) + b',"logprobs":[]}\n\n'
+        out.append(event)
         return out
 
     def thought(self, event: ReasoningDelta) -> list[bytes]:
@@ -331,26 +351,46 @@ async def encode_stream(
     call: ResponseCall,
     on_usage: Callable[[Usage], None],
     finished: Finished,
+    *,
+    joined: bool = False,
 ) -> AsyncIterator[bytes]:
     """SSE events for a canonical stream. `finished(response)` hears the final Response object (completed,
-    incomplete or failed) before the last event goes out — it stores it — and answers whether it was stored."""
+    incomplete or failed) before the last event goes out — it stores it — and answers whether it was stored.
+
+    One chunk per event; `joined`: one chunk per canonical event, holding every event it makes (the gateway's
+    way: one write to the socket instead of several, the same bytes)."""
+    async for group in _event_groups(events, call, on_usage, finished):
+        if joined:
+            yield group[0] if len(group) == 1 else b"".join(group)
+        else:
+            for chunk in group:
+                yield chunk
+
+
+async def _event_groups(
+    events: AsyncIterator[StreamEvent],
+    call: ResponseCall,
+    on_usage: Callable[[Usage], None],
+    finished: Finished,
+) -> AsyncIterator[list[bytes]]:
+    """The events of `encode_stream`, in groups: those one canonical event makes (never an empty group)."""
     state = _Events()
-    start = call.response([], "in_progress")
-    yield state.event("response.created", {"response": start})
-    yield state.event("response.in_progress", {"response": start})
+    start = to_json(call.response([], "in_progress"))
+    yield [state.response_event("response.created", start), state.response_event("response.in_progress", start)]
     usage: Usage | None = None
     finish: Finish | None = None
     async for event in events:
         if isinstance(event, TextDelta):
             if event.text:
-                for chunk in state.text(event.text):
-                    yield chunk
+                yield state.text(event.text)
         elif isinstance(event, ReasoningDelta):
-            for chunk in state.thought(event):
-                yield chunk
+            group = state.thought(event)
+            if group:
+                yield group
         elif isinstance(event, ToolCallDelta):
-            for chunk in state.call(event):
-                yield chunk
+            group = state.call(event)
+            if group:
+                yield group
         elif isinstance(event, UsageEvent):
             usage = event.usage
             on_usage(usage)
@@ -362,13 +402,12 @@ async def encode_stream(
             call.stored = await finished(failed)
             failed["store"] = call.stored
             body = error_body(event.error)["error"]
-            yield state.event("error", {"code": body["code"], "message": body["message"], "param": body["param"]})
-            yield state.event("response.failed", {"response": failed})
+            error = {"code": body["code"], "message": body["message"], "param": body["param"]}
+            yield [state.event("error", error), state.event("response.failed", {"response": failed})]
             return
     status, incomplete = status_of(finish.reason if finish is not None else None)
-    for chunk in state.close_all("incomplete" if status == "incomplete" else "completed"):
-        yield chunk
+    closing = state.close_all("incomplete" if status == "incomplete" else "completed")
     final = call.response(state.output, status, usage or Usage(), incomplete=incomplete)
     call.stored = await finished(final)
     final["store"] = call.stored
-    yield state.event(f"response.{status}", {"response": final})
+    yield [*closing, state.event(f"response.{status}", {"response": final})]

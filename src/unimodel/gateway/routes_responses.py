@@ -85,7 +85,7 @@ class ResponsesAPI:
         try:
             if chat.stream:
                 events = await backend.stream(chat)
-                chunks = encode_stream(events, call, ctx.add_usage, keep)
+                chunks = encode_stream(events, call, ctx.add_usage, keep, joined=True)  # one write per upstream event
                 return StreamingResponse(
                     close_after(chunks, events.aclose, backend.model_id),
                     media_type="text/event-stream",

@@ -17,6 +17,8 @@ from sqlalchemy import ColumnElement, Engine, delete, insert, select
 
 from .models import ResponseRow
 
+_INSERT = insert(ResponseRow)  # built once: its compiled form is cached by SQLAlchemy either way
+
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
@@ -57,7 +59,7 @@ class ResponseMethods:
             "input_items": stored.input_items,
         }
         with self._errors(), self._writer.begin() as conn:
-            conn.execute(insert(ResponseRow), [row])
+            conn.execute(_INSERT, row)
 
     def get_response(
         self, response_id: str, *, key_id: str | None, now: datetime | None = None
