@@ -16,14 +16,8 @@ from typing import Any
 
 from ..protocol import ChatRequest
 from ..providers.media import Budget, MediaFetcher, MediaHold
+from ..runtime.service import AUDIO_IN_TASKS, IMAGE_IN_TASKS, VISION_CHAT_TASKS
 
-IMAGE_TASKS = frozenset({
-    "image-classification", "zero-shot-image-classification", "object-detection", "zero-shot-object-detection",
-    "image-segmentation", "depth-estimation", "image-feature-extraction", "image-to-text",
-    "visual-question-answering", "document-question-answering",
-})  # fmt: skip
-AUDIO_TASKS = frozenset({"automatic-speech-recognition", "audio-classification"})
-VISION_CHAT_TASKS = frozenset({"image-text-to-text"})
 _FIELDS = ("url", "image")
 
 
@@ -39,7 +33,7 @@ async def inline_run_urls(
 
     The fetched bytes count against `[media] max_inflight_bytes` in `hold` (until the caller leaves its `with`
     block, once the body has been sent on); without one, only while they are fetched."""
-    kind = "image" if task in IMAGE_TASKS else "audio" if task in AUDIO_TASKS else None
+    kind = "image" if task in IMAGE_IN_TASKS else "audio" if task in AUDIO_IN_TASKS else None
     if kind is None or not _has_url(payload):
         return payload
     if hold is None:

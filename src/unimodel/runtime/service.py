@@ -55,6 +55,16 @@ log = logging.getLogger("unimodel.runtime")
 CHAT_TASKS = frozenset({"chat", "image-text-to-text", "audio-text-to-text", "video-text-to-text"})
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
 MEDIA_OUT_TASKS = frozenset({"text-to-image", "text-to-speech", "text-to-audio"})  # instances answer bytes
+# Tasks whose input is an image or audio (a URL the gateway fetches and inlines: instances never fetch), and chat
+# whose messages may hold images. The worker's task tables (worker/engines/vision_tasks.py, audio_tasks.py) serve
+# exactly these; tests/test_open_inputs_tasks.py keeps the two in step.
+IMAGE_IN_TASKS = frozenset({
+    "image-classification", "zero-shot-image-classification", "object-detection", "zero-shot-object-detection",
+    "image-segmentation", "depth-estimation", "image-feature-extraction", "image-to-text",
+    "visual-question-answering", "document-question-answering",
+})  # fmt: skip
+AUDIO_IN_TASKS = frozenset({"automatic-speech-recognition", "audio-classification"})
+VISION_CHAT_TASKS = frozenset({"image-text-to-text"})
 MEDIA_TYPES = ("image/", "audio/")
 _ATTEMPTS = 2  # the first instance, and one other when the first refused the connection (it had died)
 
