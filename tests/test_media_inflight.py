@@ -40,7 +40,8 @@ from unimodel.protocol import (
 )
 from unimodel.providers import ProviderClient
 from unimodel.providers.google import GoogleAdapter
-from unimodel.providers.media import BUSY, FAILED, REFUSED, InflightBytes, MediaFetcher
+from unimodel.providers.media import BUSY, FAILED, REFUSED, MediaFetcher
+from unimodel.providers.media_room import InflightBytes
 from unimodel.runtime.backend import LocalBackend, worker_command
 
 from .fakes.google_fake import create_google_app
