@@ -211,7 +211,7 @@ async def test_a_restarted_gateway_adopts_the_instances_its_killed_predecessor_l
             await beside.stop_leftovers()
             assert beside._sweep is not None
             await beside._sweep
-            assert beside._leftovers == {}
+            assert beside._leftovers.claimed == {}
 
             proc.send_signal(signal.SIGKILL)  # the gateway dies; its detached actors run on
             proc.wait(10)

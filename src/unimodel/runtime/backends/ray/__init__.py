@@ -24,8 +24,8 @@ No node can take it: Ray keeps the actor waiting (an autoscaler may add a node);
 (placement.py: "Pending: no node has num_gpus=1") and, after `pending_timeout_s` (or sooner, within the model's
 queue and start timeouts), ends it and fails the start with that reason: the 503 the waiting requests get.
 
-Leftovers: actors are detached, so a gateway that dies leaves them running. Each stops itself when its owner has not
-pinged it for `orphan_timeout_s`. A restarted run of the same server (same `[store] data_dir`, hence the same
+Leftovers (leftovers.py): actors are detached, so a gateway that dies leaves them running. Each stops itself when
+its owner has not pinged it for `orphan_timeout_s`. A restarted run of the same server (same `[store] data_dir`, hence the same
 server id) finds them by name at start-up, claims those whose owner stopped pinging, and hands each to the first
 start of the same model running the same thing (a fingerprint of the spec): adopted, ready at once; the rest are
 stopped after `adopt_window_s`. A run that still pings its actors keeps them.

@@ -30,6 +30,7 @@ from ..local import WORKER_PROGRAM as LOCAL_WORKER_PROGRAM
 from ..local import worker_command
 from .client import Actor, ActorGone, ActorRaised, ActorUnavailable, RayCluster
 from .errors import RayError, RayPending, RayStartFailed, RayUnreachable
+from .leftovers import Leftovers, server_id
 from .placement import node_summary, pending_reason
 
 __all__ = ["HOST_ONLY", "RayBackend", "RayInstance", "ray_backend"]
@@ -41,7 +42,6 @@ T = TypeVar("T")
 FINAL_LOG_TIMEOUT_S = 2.0
 PORT_GONE_GRACE_S = 0.3  # a worker's port refuses: how long its actor may take to report the exit code
 RAYLET_PROBE_S = 1.0  # a node's raylet that takes no TCP connection within this long counts as lost
-LEFTOVER_STOP_GRACE_S = 5.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -69,16 +69,6 @@ class _Tracked:
     offset: int = 0  # of the node's log, mirrored up to here
     finishing: bool = False
     tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
-
-
-@dataclasses.dataclass(eq=False)
-class _Leftover:
-    """An instance a previous run of this server left running, claimed by this run until one of its model's
-    starts adopts it (or `adopt_window_s` passes)."""
-
-    actor: Actor
-    info: dict[str, Any]
-    stopped: bool = False
 
 
 ModelSettings = Callable[[OpenModelConfig], ModelRayConfig]
@@ -112,7 +102,7 @@ class RayBackend(Backend):
         self._program = list(program) if program is not None else None
         self._model_settings = model_settings
         self._environ = os.environ if environ is None else environ
-        self.server_id = _server_id(data_dir)
+        self.server_id = server_id(data_dir)
         self.owner = secrets.token_hex(8)  # this run: the actors it pings are its own
         self._log_dir: Path | None = Path(runtime.log_dir) if runtime.log_dir else None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unimodel-ray")
@@ -120,7 +110,7 @@ class RayBackend(Backend):
         self._sweep: asyncio.Task[None] | None = None
         self._sweep_wanted = False
         self._tracked: dict[str, _Tracked] = {}
-        self._leftovers: dict[str, list[_Leftover]] = {}  # model id → claimed, not adopted yet
+        self._leftovers = Leftovers(self.cluster, config, self.owner, self.stale_after_s, self._call, self._spawn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._pending: dict[str, str] = {}  # model id → why its instance waits for a node ("Pending: …")
@@ -520,91 +510,29 @@ class RayBackend(Backend):
             log.warning("instances a previous run left on Ray will be looked for once the cluster answers: %s", exc)
             return
         names = await self._call(self.cluster.names, self.prefix)
-        await asyncio.gather(*(self._claim(name) for name in names))
-
-    async def _claim(self, name: str) -> None:
-        """Take over the actor `name` once its owner is gone (it has not pinged for `stale_after_s`)."""
-        loop = asyncio.get_running_loop()
-        actor = await self._call(self.cluster.find, name)
-        if actor is None:
-            return
-        deadline = loop.time() + self.stale_after_s + 2 * self.config.ping_interval_s
-        try:
-            info: dict[str, Any] = await self.cluster.result(actor.call("describe"), within_s=5)
-            if info.get("owner") == self.owner:
-                return
-            while not await self.cluster.result(actor.call("claim", self.owner, self.stale_after_s), within_s=5):
-                if loop.time() >= deadline:
-                    log.info("Ray actor %s belongs to a run of this server that still runs; left alone", name)
-                    return
-                await asyncio.sleep(self.config.ping_interval_s)
-        except (TimeoutError, ActorGone, ActorUnavailable, ActorRaised) as exc:
-            log.warning("Ray actor %s, left by a previous run, does not answer (%s); ending it", name, exc)
-            await self._call(self.cluster.kill, actor)
-            return
-        leftover = _Leftover(actor, info)
-        if not info.get("running"):
-            await self._end_leftover(leftover, "its worker had exited")
-            return
-        self._leftovers.setdefault(str(info.get("model_id")), []).append(leftover)
-        log.warning(
-            "found instance %s of %s (Ray actor %s on node %s at %s) left by a previous run; it is adopted if the model "
-            "needs an instance within %g s (adopt_window_s), else stopped",
-            info.get("instance_id"),
-            info.get("model_id"),
-            name,
-            info.get("node_ip"),
-            info.get("address"),
-            self.config.adopt_window_s,
-        )
-        self._spawn(self._keep_leftover(leftover), f"leftover:{name}")
-
-    async def _keep_leftover(self, leftover: _Leftover) -> None:
-        """Ping it (so it does not stop itself) until it is adopted or `adopt_window_s` passes."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.config.adopt_window_s
-        while not leftover.stopped and loop.time() < until:
-            with contextlib.suppress(TimeoutError, ActorGone, ActorUnavailable, ActorRaised):
-                await self.cluster.result(leftover.actor.call("ping", self.owner, 0), within_s=self.config.lost_after_s)
-            await asyncio.sleep(min(self.config.ping_interval_s, max(0.0, until - loop.time())))
-        if not leftover.stopped:
-            await self._end_leftover(leftover, f"not adopted within {self.config.adopt_window_s:g} s (adopt_window_s)")
-
-    async def _end_leftover(self, leftover: _Leftover, why: str) -> None:
-        leftover.stopped = True
-        found = self._leftovers.get(str(leftover.info.get("model_id")), [])
-        if leftover in found:
-            found.remove(leftover)
-        log.warning("stopping Ray actor %s, left by a previous run: %s", leftover.actor.name, why)
-        with contextlib.suppress(TimeoutError, ActorGone, ActorUnavailable, ActorRaised):
-            await self.cluster.result(leftover.actor.call("stop", LEFTOVER_STOP_GRACE_S), within_s=30)
-        await self._call(self.cluster.kill, leftover.actor)
+        await self._leftovers.claim_all(names)
 
     def _adopt(
         self, spec: OpenModelConfig, instance_id: str, fingerprint: str, settings: ModelRayConfig
     ) -> RayInstance | None:
         """A leftover running the same thing as `spec` would, as this start's instance; None when there is none."""
-        found = self._leftovers.get(spec.id, [])
-        for leftover in list(found):
-            if leftover.info.get("fingerprint") != fingerprint or leftover.stopped:
-                continue
-            found.remove(leftover)
-            leftover.stopped = True  # its keeper stops; the instance's own pings take over
-            instance = self._instance(
-                spec, instance_id, leftover.actor.name, leftover.info, settings, settings.request(), adopted=True
-            )
-            instance.announced.set()  # it served before: the controller checks its health at once
-            self._track(instance, leftover.actor)
-            log.info(
-                "instance %s of %s: adopted Ray actor %s on node %s at %s, left running by a previous run",
-                instance_id,
-                spec.id,
-                leftover.actor.name,
-                instance.node_ip,
-                instance.address,
-            )
-            return instance
-        return None
+        leftover = self._leftovers.take(spec.id, fingerprint)  # its keeper stops; the instance's pings take over
+        if leftover is None:
+            return None
+        instance = self._instance(
+            spec, instance_id, leftover.actor.name, leftover.info, settings, settings.request(), adopted=True
+        )
+        instance.announced.set()  # it served before: the controller checks its health at once
+        self._track(instance, leftover.actor)
+        log.info(
+            "instance %s of %s: adopted Ray actor %s on node %s at %s, left running by a previous run",
+            instance_id,
+            spec.id,
+            leftover.actor.name,
+            instance.node_ip,
+            instance.address,
+        )
+        return instance
 
     # ── the rest of the interface ───────────────────────────────────────────
 
@@ -625,33 +553,13 @@ class RayBackend(Backend):
             return
         self._closed = True
         await asyncio.gather(*(self.stop(t.instance, grace_s=5.0) for t in list(self._tracked.values())))
-        leftovers = [left for found in self._leftovers.values() for left in found if not left.stopped]
-        await asyncio.gather(*(self._end_leftover(left, "the server is stopping") for left in leftovers))
+        await self._leftovers.end_all("the server is stopping")
         for task in list(self._tasks):
             if not task.get_name().startswith("kill:"):
                 task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
         self._pool.shutdown(wait=False)
-
-
-def _server_id(data_dir: Path | None) -> str:
-    """This server's id, kept in `<data_dir>/ray/server-id` (made once): what its actors' names start with."""
-    if data_dir is None:
-        return secrets.token_hex(6)
-    path = data_dir / "ray" / "server-id"
-    try:
-        found = path.read_text().strip()
-        if re.fullmatch(r"[0-9a-f]{12}", found):
-            return found
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    made = secrets.token_hex(6)
-    tmp = path.with_name(f".server-id.{secrets.token_hex(4)}")
-    tmp.write_text(made + "\n")
-    os.replace(tmp, path)
-    return made
 
 
 def _config_names(settings: ModelRayConfig, request: Mapping[str, float]) -> dict[str, str]:
