@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,15 +130,20 @@ def test_a_container_that_exits_before_it_is_healthy_is_a_503_with_its_log_tail_
     caplog.set_level(logging.INFO, logger="unimodel.runtime")
     backend = container_backend(podman, tmp_path, image=fake_image)
     engine_args = {"fail_load": True, "load_s": 0.3}
+    tail_logged = re.compile(r"--- last lines of instance acme_contained-\d+'s log ---")
     with gateway(tmp_path, backend, path="/models/missing.gguf", engine_args=engine_args) as live:
         response = chat(live, "hi")
         running = backend.running()
+        # the server logs the tail as it marks the start failed; the gateway is not stopped before that is seen
+        deadline = time.monotonic() + 10
+        while not tail_logged.search(caplog.text) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "instance_start_failed"
     assert "instance failed to start: error: model file not found: /models/missing.gguf" in error["message"]
-    assert "--- last lines of instance acme_contained-1's log ---" in caplog.text
+    assert tail_logged.search(caplog.text), caplog.text
     assert "loading acme/contained\nerror: model file not found: /models/missing.gguf" in caplog.text
     assert running == []  # the container is gone (exited, seen, removed)
 
